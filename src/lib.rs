@@ -1,0 +1,8 @@
+//! perch: a single-user AT Protocol Personal Data Server.
+//!
+//! See `ARCHITECTURE.md` for the module map and the invariants each layer
+//! keeps. Layer 0 (pure protocol core): `cbor`, `cid`, `tid`, `syntax`,
+//! `crypto`. Layer 1 (repository): `repo`.
+
+pub mod cbor;
+pub mod cid;

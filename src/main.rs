@@ -1,0 +1,3 @@
+fn main() {
+    println!("perch {}", env!("CARGO_PKG_VERSION"));
+}
