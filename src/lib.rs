@@ -6,3 +6,7 @@
 
 pub mod cbor;
 pub mod cid;
+pub mod crypto;
+pub mod repo;
+pub mod syntax;
+pub mod tid;

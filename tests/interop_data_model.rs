@@ -13,7 +13,9 @@ fn b64(s: &str) -> Vec<u8> {
 
 #[test]
 fn fixtures_encode_byte_identical() {
-    let Some(dir) = common::interop_dir() else { return };
+    let Some(dir) = common::interop_dir() else {
+        return;
+    };
     let fixtures = common::read_json(&dir.join("data-model/data-model-fixtures.json"));
     let fixtures = fixtures.as_array().unwrap();
     assert!(!fixtures.is_empty());
@@ -32,7 +34,9 @@ fn fixtures_encode_byte_identical() {
 
 #[test]
 fn valid_json_accepted_invalid_rejected() {
-    let Some(dir) = common::interop_dir() else { return };
+    let Some(dir) = common::interop_dir() else {
+        return;
+    };
     let valid = common::read_json(&dir.join("data-model/data-model-valid.json"));
     let invalid = common::read_json(&dir.join("data-model/data-model-invalid.json"));
     let (valid, invalid) = (valid.as_array().unwrap(), invalid.as_array().unwrap());

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use ciborium_ll::{simple, Decoder, Header};
+use ciborium_ll::{Decoder, Header, simple};
 use thiserror::Error;
 
-use super::{key_order, Ipld};
+use super::{Ipld, key_order};
 use crate::cid::{self, MAX_CID_BYTES};
 
 /// Resource bounds for untrusted input.
@@ -112,7 +112,7 @@ impl Strict<'_, '_> {
             | Header::Array(Some(n))
             | Header::Map(Some(n)) => n as u64,
             Header::Bytes(None) | Header::Text(None) | Header::Array(None) | Header::Map(None) => {
-                return Err(DecodeError::Unsupported(at, "indefinite length"))
+                return Err(DecodeError::Unsupported(at, "indefinite length"));
             }
             Header::Break => return Err(DecodeError::Unsupported(at, "break code")),
             Header::Float(_) => return Err(DecodeError::Unsupported(at, "floats are not allowed")),
@@ -222,7 +222,12 @@ impl Strict<'_, '_> {
         let (at, h) = self.head()?;
         let n = match h {
             Header::Bytes(Some(n)) if (2..=MAX_CID_BYTES + 1).contains(&n) => n,
-            _ => return Err(DecodeError::Cid(at, "tag 42 must wrap a byte string".into())),
+            _ => {
+                return Err(DecodeError::Cid(
+                    at,
+                    "tag 42 must wrap a byte string".into(),
+                ));
+            }
         };
         let raw = self.payload(at, n)?;
         if raw[0] != 0 {

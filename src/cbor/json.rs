@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
-use base64::engine::DecodePaddingMode;
 use base64::Engine;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD_NO_PAD};
 use serde_json::{Map, Number, Value};
 use thiserror::Error;
 
@@ -58,7 +58,8 @@ fn number(n: &Number) -> Result<Ipld, JsonError> {
     match n.as_f64() {
         // `123.0` is an integer written the JSON way; anything with a
         // fraction is a float, which atproto forbids.
-        Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() <= MAX_SAFE_INT => {
+        Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() <= MAX_SAFE_INT =>
+        {
             #[allow(clippy::cast_possible_truncation)]
             Ok(Ipld::Integer(f as i64))
         }
@@ -130,18 +131,13 @@ fn check_blob(o: &Map<String, Value>) -> Result<(), JsonError> {
     if !link_ok {
         return bad("blob needs a ref link");
     }
-    if !o
-        .get("mimeType")
+    if o.get("mimeType")
         .and_then(Value::as_str)
-        .is_some_and(|m| !m.is_empty())
+        .is_none_or(str::is_empty)
     {
         return bad("blob needs a non-empty mimeType");
     }
-    if !o
-        .get("size")
-        .and_then(Value::as_i64)
-        .is_some_and(|s| s >= 0)
-    {
+    if o.get("size").and_then(Value::as_i64).is_none_or(|s| s < 0) {
         return bad("blob size must be a non-negative integer");
     }
     Ok(())

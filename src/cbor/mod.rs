@@ -17,8 +17,8 @@ mod write;
 
 use std::collections::BTreeMap;
 
-pub use decode::{decode, decode_with, DecodeError, Limits};
-pub use json::{from_json, record_from_json, to_json, JsonError};
+pub use decode::{DecodeError, Limits, decode, decode_with};
+pub use json::{JsonError, from_json, record_from_json, to_json};
 pub use write::Writer;
 
 use crate::cid::{self, Cid};
@@ -98,7 +98,9 @@ impl Ipld {
 
 /// Length-first, then bytewise: the DAG-CBOR map key order.
 pub fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 /// Canonical DAG-CBOR bytes of `value`.

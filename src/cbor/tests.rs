@@ -1,7 +1,6 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::ipld_map;
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -19,7 +18,12 @@ fn map_keys_sort_length_first() {
     let bytes = encode(&v);
     let keys: Vec<_> = ["did", "rev", "sig", "data", "prev", "version"]
         .iter()
-        .map(|k| bytes.windows(k.len()).position(|w| w == k.as_bytes()).unwrap())
+        .map(|k| {
+            bytes
+                .windows(k.len())
+                .position(|w| w == k.as_bytes())
+                .unwrap()
+        })
         .collect();
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
 }

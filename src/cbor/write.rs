@@ -3,7 +3,7 @@
 
 use ciborium_ll::{Encoder, Header};
 
-use super::{key_order, Ipld};
+use super::{Ipld, key_order};
 use crate::cid::Cid;
 
 /// Appends canonical DAG-CBOR items to a byte buffer. Callers writing maps
