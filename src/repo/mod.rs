@@ -8,6 +8,7 @@ pub mod blocks;
 pub mod car;
 pub mod commit;
 pub mod error;
+pub mod export;
 pub mod mst;
 
 pub use blocks::{BlockSource, MemoryBlocks};
