@@ -199,13 +199,13 @@ impl Strict<'_, '_> {
                         }
                         _ => return Err(DecodeError::Unsupported(kat, "map key is not text")),
                     };
-                    if let Some(p) = &prev {
-                        if key_order(p, &key) != std::cmp::Ordering::Less {
-                            return Err(DecodeError::NonCanonical(
-                                kat,
-                                "map keys duplicated or out of order",
-                            ));
-                        }
+                    if let Some(p) = &prev
+                        && key_order(p, &key) != std::cmp::Ordering::Less
+                    {
+                        return Err(DecodeError::NonCanonical(
+                            kat,
+                            "map keys duplicated or out of order",
+                        ));
                     }
                     let v = self.value(depth + 1)?;
                     map.insert(key.clone(), v);

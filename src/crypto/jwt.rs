@@ -30,6 +30,17 @@ const B64URL: GeneralPurpose = GeneralPurpose::new(
 
 const HS256: &str = "HS256";
 
+/// Strict base64url decoding (the `B64URL` rules above), shared with did:plc operation
+/// signatures, which follow the same rules.
+pub(crate) fn b64url_decode_strict(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    B64URL.decode(s)
+}
+
+/// Unpadded base64url encoding, the form [`b64url_decode_strict`] accepts.
+pub(crate) fn b64url_encode(bytes: &[u8]) -> String {
+    B64URL.encode(bytes)
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Signs `claims` with an account or service key. `typ` defaults to `"JWT"`.
@@ -195,10 +206,10 @@ pub fn check_times(
     }
     let latest_start = now_secs.saturating_add(leeway);
     for name in ["iat", "nbf"] {
-        if let Some(t) = numeric_claim(claims, name)? {
-            if t > latest_start {
-                return Err(CryptoError::JwtNotYetValid);
-            }
+        if let Some(t) = numeric_claim(claims, name)?
+            && t > latest_start
+        {
+            return Err(CryptoError::JwtNotYetValid);
         }
     }
     Ok(())

@@ -297,10 +297,10 @@ impl Range<'_> {
             if g < count && !self.above_lo(&n.entries[g].key) {
                 continue;
             }
-            if let Some(c) = node::resolve(src, n.gap(g), n.layer - 1)? {
-                if !self.walk(src, &c, out)? {
-                    return Ok(false);
-                }
+            if let Some(c) = node::resolve(src, n.gap(g), n.layer - 1)?
+                && !self.walk(src, &c, out)?
+            {
+                return Ok(false);
             }
         }
         Ok(true)

@@ -1,0 +1,213 @@
+//! The account, app passwords, refresh tokens and preferences.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub did: String,
+    pub handle: String,
+    pub email: Option<String>,
+    pub email_confirmed_at: Option<String>,
+    pub password_hash: String,
+    /// `active`, `deactivated`, `takendown` or `deleted`.
+    pub status: String,
+    pub created_at: String,
+}
+
+impl Account {
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+}
+
+pub fn get_account(conn: &Connection) -> Result<Option<Account>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT did, handle, email, email_confirmed_at, password_hash, status, created_at
+             FROM account WHERE id = 1",
+        )?
+        .query_row([], |r| {
+            Ok(Account {
+                did: r.get(0)?,
+                handle: r.get(1)?,
+                email: r.get(2)?,
+                email_confirmed_at: r.get(3)?,
+                password_hash: r.get(4)?,
+                status: r.get(5)?,
+                created_at: r.get(6)?,
+            })
+        })
+        .optional()?)
+}
+
+pub fn create_account(conn: &Connection, a: &Account) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO account (id, did, handle, email, email_confirmed_at, password_hash, status, created_at)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            a.did,
+            a.handle,
+            a.email,
+            a.email_confirmed_at,
+            a.password_hash,
+            a.status,
+            a.created_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn set_password_hash(conn: &Connection, hash: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE account SET password_hash = ?1 WHERE id = 1", [hash])?;
+    Ok(())
+}
+
+pub fn set_handle(conn: &Connection, handle: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE account SET handle = ?1 WHERE id = 1", [handle])?;
+    Ok(())
+}
+
+pub fn set_status(conn: &Connection, status: &str) -> Result<(), StoreError> {
+    conn.execute("UPDATE account SET status = ?1 WHERE id = 1", [status])?;
+    Ok(())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppPassword {
+    pub name: String,
+    pub password_hash: String,
+    pub privileged: bool,
+    pub created_at: String,
+}
+
+/// Insert; false if the name is taken.
+pub fn insert_app_password(conn: &Connection, p: &AppPassword) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO app_password (name, password_hash, privileged, created_at)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![p.name, p.password_hash, p.privileged, p.created_at],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn list_app_passwords(conn: &Connection) -> Result<Vec<AppPassword>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT name, password_hash, privileged, created_at FROM app_password ORDER BY created_at",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(AppPassword {
+            name: r.get(0)?,
+            password_hash: r.get(1)?,
+            privileged: r.get(2)?,
+            created_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Delete an app password and every refresh token issued for it.
+pub fn delete_app_password(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    conn.execute(
+        "DELETE FROM refresh_token WHERE app_password_name = ?1",
+        [name],
+    )?;
+    Ok(conn.execute("DELETE FROM app_password WHERE name = ?1", [name])? == 1)
+}
+
+pub fn app_password_exists(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row("SELECT 1 FROM app_password WHERE name = ?1", [name], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub jti: String,
+    pub app_password_name: Option<String>,
+    pub expires_at: i64,
+    pub next_jti: Option<String>,
+    pub rotated_at: Option<i64>,
+}
+
+pub fn insert_refresh_token(conn: &Connection, t: &RefreshToken) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO refresh_token (jti, app_password_name, expires_at, next_jti, rotated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            t.jti,
+            t.app_password_name,
+            t.expires_at,
+            t.next_jti,
+            t.rotated_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn get_refresh_token(conn: &Connection, jti: &str) -> Result<Option<RefreshToken>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT jti, app_password_name, expires_at, next_jti, rotated_at
+             FROM refresh_token WHERE jti = ?1",
+        )?
+        .query_row([jti], |r| {
+            Ok(RefreshToken {
+                jti: r.get(0)?,
+                app_password_name: r.get(1)?,
+                expires_at: r.get(2)?,
+                next_jti: r.get(3)?,
+                rotated_at: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Mark `jti` as rotated into `next` (it stays valid for a short grace).
+pub fn rotate_refresh_token(
+    conn: &Connection,
+    jti: &str,
+    next: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE refresh_token SET next_jti = ?2, rotated_at = ?3 WHERE jti = ?1",
+        params![jti, next, now],
+    )?;
+    Ok(())
+}
+
+pub fn delete_refresh_token(conn: &Connection, jti: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM refresh_token WHERE jti = ?1", [jti])?;
+    Ok(())
+}
+
+pub fn delete_expired_refresh_tokens(conn: &Connection, now: i64) -> Result<usize, StoreError> {
+    Ok(conn.execute("DELETE FROM refresh_token WHERE expires_at < ?1", [now])?)
+}
+
+pub fn delete_all_refresh_tokens(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM refresh_token", [])?;
+    Ok(())
+}
+
+pub fn get_preferences(conn: &Connection) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT value FROM preference WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+pub fn put_preferences(conn: &Connection, json: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO preference (id, value) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET value = ?1",
+        [json],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Blob metadata and which records reference which blobs.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobMeta {
+    pub cid: String,
+    pub mime_type: String,
+    pub size: i64,
+    pub created_at: i64,
+}
+
+/// Record an uploaded blob (a no-op if it is already known).
+pub fn insert_blob(conn: &Connection, b: &BlobMeta) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO blob (cid, mime_type, size, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![b.cid, b.mime_type, b.size, b.created_at])?;
+    Ok(())
+}
+
+pub fn get_blob(conn: &Connection, cid: &str) -> Result<Option<BlobMeta>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT cid, mime_type, size, created_at FROM blob WHERE cid = ?1")?
+        .query_row([cid], |r| {
+            Ok(BlobMeta {
+                cid: r.get(0)?,
+                mime_type: r.get(1)?,
+                size: r.get(2)?,
+                created_at: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+pub fn is_referenced(conn: &Connection, cid: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM record_blob WHERE blob_cid = ?1 LIMIT 1")?
+        .query_row([cid], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+pub fn add_record_blob(conn: &Connection, blob_cid: &str, path: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO record_blob (blob_cid, record_path) VALUES (?1, ?2)",
+    )?
+    .execute([blob_cid, path])?;
+    Ok(())
+}
+
+/// Drop a record's blob references; returns the blobs it referenced.
+pub fn remove_record_blobs(conn: &Connection, path: &str) -> Result<Vec<String>, StoreError> {
+    let cids: Vec<String> = {
+        let mut st =
+            conn.prepare_cached("SELECT blob_cid FROM record_blob WHERE record_path = ?1")?;
+        st.query_map([path], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    conn.prepare_cached("DELETE FROM record_blob WHERE record_path = ?1")?
+        .execute([path])?;
+    Ok(cids)
+}
+
+/// Delete a blob's metadata if no record references it; true if deleted
+/// (the caller then removes the file once the transaction is durable).
+pub fn delete_if_unreferenced(conn: &Connection, cid: &str) -> Result<bool, StoreError> {
+    if is_referenced(conn, cid)? {
+        return Ok(false);
+    }
+    Ok(conn
+        .prepare_cached("DELETE FROM blob WHERE cid = ?1")?
+        .execute([cid])?
+        == 1)
+}
+
+/// Referenced blobs (the public ones), by CID, after `cursor`.
+pub fn list_blobs(
+    conn: &Connection,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT DISTINCT blob_cid FROM record_blob WHERE blob_cid > ?1 ORDER BY blob_cid LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![cursor.unwrap_or(""), limit], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Blobs referenced by records but not present (after an import).
+pub fn list_missing_blobs(
+    conn: &Connection,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT rb.blob_cid, min(rb.record_path) FROM record_blob rb
+         LEFT JOIN blob b ON b.cid = rb.blob_cid
+         WHERE b.cid IS NULL AND rb.blob_cid > ?1
+         GROUP BY rb.blob_cid ORDER BY rb.blob_cid LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![cursor.unwrap_or(""), limit], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Uploaded blobs that no record references and that are older than
+/// `before` (unix seconds): garbage to collect.
+pub fn unreferenced_before(conn: &Connection, before: i64) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT b.cid FROM blob b WHERE b.created_at < ?1
+         AND NOT EXISTS (SELECT 1 FROM record_blob rb WHERE rb.blob_cid = b.cid)",
+    )?;
+    let rows = st.query_map([before], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn delete_blob(conn: &Connection, cid: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM blob WHERE cid = ?1", [cid])?;
+    Ok(())
+}
+
+pub fn blob_counts(conn: &Connection) -> Result<(i64, i64), StoreError> {
+    let expected: i64 = conn.query_row(
+        "SELECT count(DISTINCT blob_cid) FROM record_blob",
+        [],
+        |r| r.get(0),
+    )?;
+    let imported: i64 = conn.query_row(
+        "SELECT count(*) FROM blob b WHERE EXISTS (SELECT 1 FROM record_blob rb WHERE rb.blob_cid = b.cid)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok((expected, imported))
+}

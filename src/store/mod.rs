@@ -1,0 +1,134 @@
+//! The one SQLite database: the only module that speaks SQL.
+//!
+//! WAL mode with `synchronous=FULL`, so a commit is on disk when it returns.
+//! One connection writes (owned by the writer thread, see `crate::writer`);
+//! reads use a small pool of read-only connections that WAL lets run while
+//! the writer works. Queries are plain functions over a `&Connection`, so
+//! the same code serves readers and the writer's transaction.
+
+pub mod account;
+pub mod blobs;
+pub mod repo;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+use thiserror::Error;
+
+use crate::cid::Cid;
+use crate::repo::{BlockSource, RepoError};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database schema version {0} is newer than this perch understands ({1})")]
+    TooNew(i64, i64),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("background task failed")]
+    Join,
+}
+
+/// How many read connections to keep open at most.
+const MAX_IDLE_READERS: usize = 4;
+
+pub struct Store {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the database at `path`.
+    pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
+        let mut conn = Connection::open(path)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "cannot enable WAL (got {mode})"
+            )));
+        }
+        configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        Ok(Arc::new(Store {
+            path: path.to_owned(),
+            readers: Mutex::new(vec![]),
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new read-write connection, for the single writer.
+    pub fn open_writer(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open(&self.path)?;
+        configure(&conn)?;
+        Ok(conn)
+    }
+
+    fn take_reader(&self) -> Result<Connection, StoreError> {
+        if let Some(c) = self.readers.lock().ok().and_then(|mut v| v.pop()) {
+            return Ok(c);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut v) = self.readers.lock()
+            && v.len() < MAX_IDLE_READERS
+        {
+            v.push(conn);
+        }
+    }
+
+    /// Run a read on a pooled connection, on the current thread.
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.take_reader()?;
+        let r = f(&conn);
+        self.give_back(conn);
+        r
+    }
+
+    /// Run a read off the async runtime.
+    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|_| StoreError::Join)?
+    }
+}
+
+/// Repo blocks as a `BlockSource`, over any connection or transaction.
+pub struct SqlBlocks<'a>(pub &'a Connection);
+
+impl BlockSource for SqlBlocks<'_> {
+    fn get_block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, RepoError> {
+        repo::get_block(self.0, cid).map_err(|e| RepoError::Store(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,102 @@
+//! Schema and migrations, versioned by SQLite's `user_version`. Each entry
+//! of `MIGRATIONS` moves the schema one version forward inside one
+//! transaction; a database newer than this binary is refused.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+    -- The one account this server hosts (id is always 1).
+    CREATE TABLE account (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        did TEXT NOT NULL UNIQUE,
+        handle TEXT NOT NULL,
+        email TEXT,
+        email_confirmed_at TEXT,
+        password_hash TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE app_password (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        privileged INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    -- Issued refresh tokens (by jti) so they can be rotated and revoked.
+    CREATE TABLE refresh_token (
+        jti TEXT PRIMARY KEY,
+        app_password_name TEXT,
+        expires_at INTEGER NOT NULL,
+        next_jti TEXT,
+        rotated_at INTEGER
+    );
+    CREATE TABLE repo_root (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        commit_cid TEXT NOT NULL,
+        rev TEXT NOT NULL,
+        data_cid TEXT NOT NULL
+    );
+    -- Every repo block (commits, MST nodes, records), with the rev that
+    -- first wrote it (for getRepo?since=).
+    CREATE TABLE block (
+        cid BLOB PRIMARY KEY,
+        rev TEXT NOT NULL,
+        data BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX block_rev ON block (rev);
+    CREATE TABLE record (
+        collection TEXT NOT NULL,
+        rkey TEXT NOT NULL,
+        cid TEXT NOT NULL,
+        rev TEXT NOT NULL,
+        PRIMARY KEY (collection, rkey)
+    ) WITHOUT ROWID;
+    -- Blob metadata; the bytes are files under blobs/. A blob with no
+    -- record_blob row is unreferenced (a fresh upload) and is collected
+    -- after a grace period.
+    CREATE TABLE blob (
+        cid TEXT PRIMARY KEY,
+        mime_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE record_blob (
+        blob_cid TEXT NOT NULL,
+        record_path TEXT NOT NULL,
+        PRIMARY KEY (blob_cid, record_path)
+    ) WITHOUT ROWID;
+    CREATE INDEX record_blob_path ON record_blob (record_path);
+    -- The firehose log: DAG-CBOR event bodies in seq order.
+    CREATE TABLE event (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        time TEXT NOT NULL,
+        body BLOB NOT NULL
+    );
+    -- app.bsky preferences: the JSON array, stored opaquely.
+    CREATE TABLE preference (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        value TEXT NOT NULL
+    );
+    "#,
+];
+
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > VERSION {
+        return Err(StoreError::TooNew(current, VERSION));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+use super::*;
+use crate::cid;
+
+fn temp_store() -> (tempfile::TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("perch.sqlite")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn opens_in_wal_with_full_sync_and_migrates_once() {
+    let (dir, store) = temp_store();
+    let w = store.open_writer().unwrap();
+    let mode: String = w
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let sync: i64 = w
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .unwrap();
+    assert_eq!(sync, 2, "FULL");
+    let v: i64 = w
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, schema::VERSION);
+    drop(w);
+    // Reopening does not re-run migrations.
+    Store::open(&dir.path().join("perch.sqlite")).unwrap();
+}
+
+#[test]
+fn refuses_a_newer_schema() {
+    let (dir, store) = temp_store();
+    store
+        .open_writer()
+        .unwrap()
+        .pragma_update(None, "user_version", 999)
+        .unwrap();
+    assert!(matches!(
+        Store::open(&dir.path().join("perch.sqlite")),
+        Err(StoreError::TooNew(999, _))
+    ));
+}
+
+#[test]
+fn blocks_records_and_events_round_trip() {
+    let (_dir, store) = temp_store();
+    let w = store.open_writer().unwrap();
+    let c = cid::for_cbor(b"\xa0");
+    repo::put_block(&w, &c, "rev1", b"\xa0").unwrap();
+    repo::put_block(&w, &c, "rev2", b"\xa0").unwrap();
+    assert_eq!(repo::get_block(&w, &c).unwrap().unwrap(), b"\xa0");
+    assert_eq!(repo::block_count(&w).unwrap(), 1);
+    for k in ["a", "b", "c"] {
+        repo::put_record(&w, "app.bsky.feed.post", k, &c, "rev1").unwrap();
+    }
+    let page = repo::list_records(&w, "app.bsky.feed.post", None, 2, false).unwrap();
+    assert_eq!(
+        page.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+        ["c", "b"]
+    );
+    let page = repo::list_records(&w, "app.bsky.feed.post", Some("b"), 2, false).unwrap();
+    assert_eq!(page.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["a"]);
+    let page = repo::list_records(&w, "app.bsky.feed.post", Some("a"), 5, true).unwrap();
+    assert_eq!(
+        page.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+        ["b", "c"]
+    );
+    let s1 = repo::append_event(&w, "commit", "t", b"x").unwrap();
+    let s2 = repo::append_event(&w, "commit", "t", b"y").unwrap();
+    assert!(s2 > s1);
+    // Readers see committed writes.
+    let seen = store
+        .read_blocking(|r| repo::events_after(r, s1, 10))
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, b"y");
+}
+
+#[test]
+fn seq_never_reused_after_trimming() {
+    let (_dir, store) = temp_store();
+    let w = store.open_writer().unwrap();
+    let s1 = repo::append_event(&w, "commit", "t", b"x").unwrap();
+    w.execute("DELETE FROM event", []).unwrap();
+    let s2 = repo::append_event(&w, "commit", "t", b"y").unwrap();
+    assert!(s2 > s1);
+}
+
+#[test]
+fn blob_references() {
+    let (_dir, store) = temp_store();
+    let w = store.open_writer().unwrap();
+    let meta = blobs::BlobMeta {
+        cid: "bafkreiabc".into(),
+        mime_type: "image/png".into(),
+        size: 10,
+        created_at: 100,
+    };
+    blobs::insert_blob(&w, &meta).unwrap();
+    assert_eq!(blobs::unreferenced_before(&w, 200).unwrap(), ["bafkreiabc"]);
+    blobs::add_record_blob(&w, "bafkreiabc", "app.bsky.feed.post/1").unwrap();
+    blobs::add_record_blob(&w, "bafkreiabc", "app.bsky.feed.post/2").unwrap();
+    assert!(blobs::unreferenced_before(&w, 200).unwrap().is_empty());
+    assert_eq!(blobs::list_blobs(&w, None, 10).unwrap(), ["bafkreiabc"]);
+    assert_eq!(
+        blobs::remove_record_blobs(&w, "app.bsky.feed.post/1").unwrap(),
+        ["bafkreiabc"]
+    );
+    assert!(!blobs::delete_if_unreferenced(&w, "bafkreiabc").unwrap());
+    blobs::remove_record_blobs(&w, "app.bsky.feed.post/2").unwrap();
+    assert!(blobs::delete_if_unreferenced(&w, "bafkreiabc").unwrap());
+    assert!(blobs::get_blob(&w, "bafkreiabc").unwrap().is_none());
+    blobs::add_record_blob(&w, "bafkreimissing", "app.bsky.feed.post/3").unwrap();
+    assert_eq!(
+        blobs::list_missing_blobs(&w, None, 10).unwrap(),
+        [(
+            "bafkreimissing".to_string(),
+            "app.bsky.feed.post/3".to_string()
+        )]
+    );
+}

@@ -1,0 +1,312 @@
+//! The single repository writer.
+//!
+//! One thread owns the read-write SQLite connection. Every change to the
+//! database goes through it, so writes are serialised without locks in the
+//! request handlers. A repo write applies its ops to the MST, signs a new
+//! commit and stores blocks, index rows, blob references, the new root and
+//! the firehose event in ONE transaction; the caller hears back only after
+//! that transaction is durable (WAL, `synchronous=FULL`).
+//!
+//! Group commit: when several jobs are queued, the thread runs them all in
+//! one transaction (each repo write still gets its own commit and rev, each
+//! inside its own savepoint so one failing write does not undo the others)
+//! and pays one fsync for the lot.
+
+mod apply;
+mod event;
+
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+pub use apply::{CommitOutcome, OpResult, RepoWrite, WriteOp};
+
+use crate::cid::Cid;
+use crate::crypto::Keypair;
+use crate::store::{Store, StoreError, repo::RepoRoot};
+use crate::tid::Tid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidSwap(String),
+    #[error("could not find blob: {0}")]
+    BlobNotFound(String),
+    #[error("no account on this server")]
+    NoAccount,
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("repository: {0}")]
+    Repo(#[from] crate::repo::RepoError),
+    #[error("the writer has stopped")]
+    Stopped,
+}
+
+/// What the writer knows about the repo between jobs.
+pub struct RepoState {
+    pub did: String,
+    pub key: Arc<Keypair>,
+    pub root: RepoRoot,
+}
+
+type Exec = Box<dyn FnOnce(&Connection, &mut Option<RepoState>) -> Result<(), StoreError> + Send>;
+
+enum Job {
+    Write(
+        RepoWrite,
+        oneshot::Sender<Result<CommitOutcome, WriteError>>,
+    ),
+    /// Any other database change, run inside the group transaction.
+    Exec(Exec, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// Cheap, cloneable handle to the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Jobs folded into one transaction at most.
+const MAX_GROUP: usize = 64;
+
+impl Writer {
+    /// Start the writer thread over `store`. `state` is the repo as loaded
+    /// at start-up (None before the account exists).
+    /// `on_orphaned_blobs` gets the CIDs of blobs that the last record
+    /// using them let go of, after the commit is durable, to delete files.
+    pub fn spawn(
+        store: &Arc<Store>,
+        state: Option<RepoState>,
+        on_orphaned_blobs: impl Fn(Vec<String>) + Send + 'static,
+    ) -> Result<Writer, StoreError> {
+        let conn = store.open_writer()?;
+        let (tx, rx) = mpsc::channel(1024);
+        std::thread::Builder::new()
+            .name("perch-writer".into())
+            .spawn(move || run(conn, state, rx, &on_orphaned_blobs))
+            .map_err(|_| StoreError::Join)?;
+        Ok(Writer { tx })
+    }
+
+    /// Apply a repo write; resolves once it is durable.
+    pub async fn write(&self, w: RepoWrite) -> Result<CommitOutcome, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Write(w, tx))
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Run `f` on the writer's connection inside a transaction.
+    pub async fn exec<F>(&self, f: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&Connection, &mut Option<RepoState>) -> Result<(), StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Exec(Box::new(f), tx))
+            .await
+            .map_err(|_| StoreError::Join)?;
+        rx.await.map_err(|_| StoreError::Join)?
+    }
+
+    /// Blocking variant of `exec` for CLI commands outside the runtime.
+    pub fn exec_blocking<F>(&self, f: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&Connection, &mut Option<RepoState>) -> Result<(), StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Job::Exec(Box::new(f), tx))
+            .map_err(|_| StoreError::Join)?;
+        rx.blocking_recv().map_err(|_| StoreError::Join)?
+    }
+
+    /// Blocking variant of `write`.
+    pub fn write_blocking(&self, w: RepoWrite) -> Result<CommitOutcome, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Job::Write(w, tx))
+            .map_err(|_| WriteError::Stopped)?;
+        rx.blocking_recv().map_err(|_| WriteError::Stopped)?
+    }
+}
+
+enum Reply {
+    Write(
+        oneshot::Sender<Result<CommitOutcome, WriteError>>,
+        Result<CommitOutcome, WriteError>,
+    ),
+    Exec(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
+}
+
+fn run(
+    mut conn: Connection,
+    mut state: Option<RepoState>,
+    mut rx: mpsc::Receiver<Job>,
+    on_orphaned_blobs: &dyn Fn(Vec<String>),
+) {
+    let mut clock = crate::tid::TidClock::new(clock_id());
+    if let Some(s) = &state
+        && let Ok(t) = Tid::parse(&s.root.rev)
+    {
+        clock.observe(t);
+    }
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let orphaned = run_group(&mut conn, &mut state, &mut clock, jobs);
+        if !orphaned.is_empty() {
+            on_orphaned_blobs(orphaned);
+        }
+    }
+}
+
+fn clock_id() -> u16 {
+    // Any stable-per-process value; TID uniqueness comes from monotonicity.
+    (std::process::id() & 0x3ff) as u16
+}
+
+fn run_group(
+    conn: &mut Connection,
+    state: &mut Option<RepoState>,
+    clock: &mut crate::tid::TidClock,
+    jobs: Vec<Job>,
+) -> Vec<String> {
+    let saved_root = state.as_ref().map(|s| s.root.clone());
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let msg = e.to_string();
+            for j in jobs {
+                fail(j, &msg);
+            }
+            return Vec::new();
+        }
+    };
+    let mut replies = Vec::with_capacity(jobs.len());
+    let mut deleted_blobs = Vec::new();
+    for job in jobs {
+        match job {
+            Job::Write(w, reply) => {
+                let r = savepoint(&tx, |sp| {
+                    apply::apply(sp, state.as_mut(), clock, w, &mut deleted_blobs)
+                });
+                replies.push(Reply::Write(reply, r));
+            }
+            Job::Exec(f, reply) => {
+                let r =
+                    savepoint(&tx, |sp| f(sp, state).map_err(WriteError::from)).map_err(
+                        |e| match e {
+                            WriteError::Store(s) => s,
+                            other => StoreError::Corrupt(other.to_string()),
+                        },
+                    );
+                replies.push(Reply::Exec(reply, r));
+            }
+        }
+    }
+    if let Err(e) = tx.commit() {
+        // Nothing was acknowledged; restore the in-memory view.
+        if let (Some(s), Some(root)) = (state.as_mut(), saved_root) {
+            s.root = root;
+        }
+        let msg = e.to_string();
+        for r in replies {
+            match r {
+                Reply::Write(tx, _) => {
+                    let _ = tx.send(Err(WriteError::Store(StoreError::Corrupt(msg.clone()))));
+                }
+                Reply::Exec(tx, _) => {
+                    let _ = tx.send(Err(StoreError::Corrupt(msg.clone())));
+                }
+            }
+        }
+        return Vec::new();
+    }
+    for r in replies {
+        match r {
+            Reply::Write(tx, v) => {
+                let _ = tx.send(v);
+            }
+            Reply::Exec(tx, v) => {
+                let _ = tx.send(v);
+            }
+        }
+    }
+    deleted_blobs
+}
+
+fn fail(job: Job, msg: &str) {
+    match job {
+        Job::Write(_, tx) => {
+            let _ = tx.send(Err(WriteError::Store(StoreError::Corrupt(msg.to_owned()))));
+        }
+        Job::Exec(_, tx) => {
+            let _ = tx.send(Err(StoreError::Corrupt(msg.to_owned())));
+        }
+    }
+}
+
+/// Run `f` in a savepoint: its changes stay if it succeeds and are rolled
+/// back alone if it fails.
+fn savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, WriteError>,
+) -> Result<T, WriteError> {
+    conn.execute_batch("SAVEPOINT job")
+        .map_err(StoreError::from)?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE job")
+                .map_err(StoreError::from)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(e)
+        }
+    }
+}
+
+impl Writer {
+    /// Create the repo for a new account (empty MST, first commit, events).
+    pub async fn create_repo(
+        &self,
+        did: String,
+        handle: String,
+        key: Arc<Keypair>,
+    ) -> Result<(), StoreError> {
+        self.exec(move |conn, state| {
+            let mut clock = crate::tid::TidClock::new(clock_id());
+            let s =
+                apply::create_repo(conn, &did, &handle, key, &mut clock).map_err(|e| match e {
+                    WriteError::Store(s) => s,
+                    other => StoreError::Corrupt(other.to_string()),
+                })?;
+            *state = Some(s);
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Current commit CID, for swapCommit checks by callers.
+pub fn root_of(state: &Option<RepoState>) -> Option<Cid> {
+    state.as_ref().map(|s| s.root.commit_cid)
+}
+
+#[cfg(test)]
+mod tests;
