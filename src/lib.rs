@@ -5,12 +5,23 @@
 //! `crypto`. Layer 1 (repository): `repo`. Layer 2 (storage & identity):
 //! `identity`.
 
+pub mod account;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod blobs;
 pub mod cbor;
 pub mod cid;
+pub mod cli;
+pub mod config;
 pub mod crypto;
+pub mod http;
 pub mod identity;
+pub mod keys;
+pub mod net;
 pub mod repo;
 pub mod store;
 pub mod syntax;
 pub mod tid;
 pub mod writer;
+pub mod xrpc;

@@ -1,3 +1,3 @@
-fn main() {
-    println!("perch {}", env!("CARGO_PKG_VERSION"));
+fn main() -> std::process::ExitCode {
+    perch::cli::main_entry()
 }

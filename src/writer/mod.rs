@@ -20,7 +20,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-pub use apply::{CommitOutcome, OpResult, RepoWrite, WriteOp};
+pub use apply::{CommitOutcome, MAX_OPS, OpResult, RepoWrite, WriteOp};
 
 use crate::cid::Cid;
 use crate::crypto::Keypair;

@@ -1,0 +1,545 @@
+//! `com.atproto.repo.*`: record writes and reads, blobs.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::HandlerResult;
+use super::auth::{self, Session};
+use crate::app::App;
+use crate::cbor::{self, Ipld};
+use crate::cid::{self, Cid};
+use crate::store::{self, blobs as blob_rows};
+use crate::syntax;
+use crate::writer::{CommitOutcome, RepoWrite, WriteError, WriteOp};
+use crate::xrpc::{JSON_LIMIT, RECORD_LIMIT, XrpcError, XrpcRequest, XrpcResponse};
+
+/// Writes in one `applyWrites`: the whole batch must fit a record write's
+/// body limit several times over.
+const APPLY_WRITES_LIMIT: usize = 4 * RECORD_LIMIT;
+
+fn write_error(e: WriteError) -> XrpcError {
+    match e {
+        WriteError::InvalidRequest(m) => XrpcError::invalid_request(m),
+        WriteError::InvalidSwap(m) => XrpcError::lexicon("InvalidSwap", m),
+        WriteError::BlobNotFound(c) => {
+            XrpcError::invalid_request(format!("Could not find blob: {c}"))
+        }
+        WriteError::NoAccount => XrpcError::lexicon("RepoNotFound", "no account on this server"),
+        other => XrpcError::internal(other),
+    }
+}
+
+/// The `repo` field must name the signed-in account, by DID or handle.
+fn check_repo(session: &Session, repo: &str) -> Result<(), XrpcError> {
+    if repo == session.did || syntax::normalize_handle(repo) == session.handle {
+        return Ok(());
+    }
+    if !syntax::is_valid_at_identifier(repo) {
+        return Err(XrpcError::invalid_request(format!("invalid repo: {repo}")));
+    }
+    Err(XrpcError::forbidden(
+        "Can not write to a repo other than your own",
+    ))
+}
+
+fn check_collection(c: &str) -> Result<(), XrpcError> {
+    syntax::validate_nsid(c).map_err(|e| XrpcError::invalid_request(e.to_string()))
+}
+
+fn check_rkey(r: &str) -> Result<(), XrpcError> {
+    syntax::validate_record_key(r).map_err(|e| XrpcError::invalid_request(e.to_string()))
+}
+
+fn parse_cid_field(name: &str, v: &str) -> Result<Cid, XrpcError> {
+    cid::parse(v).map_err(|_| XrpcError::invalid_request(format!("{name} is not a valid CID")))
+}
+
+/// JSON record → data-model value; it must be an object whose `$type`
+/// names the collection.
+fn record_value(collection: &str, record: &Value) -> Result<Ipld, XrpcError> {
+    let v = cbor::record_from_json(record)
+        .map_err(|e| XrpcError::invalid_request(format!("Invalid record: {e}")))?;
+    match v.get("$type").and_then(Ipld::as_str) {
+        Some(t) if t == collection => Ok(v),
+        Some(t) => Err(XrpcError::invalid_request(format!(
+            "Invalid $type: expected {collection}, got {t}"
+        ))),
+        None => Err(XrpcError::invalid_request("Invalid record: missing $type")),
+    }
+}
+
+/// `validate: true` asks for lexicon validation, which perch does not do
+/// yet; records pass through as the reference does for unknown lexicons.
+fn validation_status(_validate: Option<bool>) -> &'static str {
+    "unknown"
+}
+
+fn commit_meta(out: &CommitOutcome) -> Option<Value> {
+    out.commit
+        .as_ref()
+        .map(|(c, rev)| json!({ "cid": c.to_string(), "rev": rev }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateInput {
+    repo: String,
+    collection: String,
+    rkey: Option<String>,
+    validate: Option<bool>,
+    record: Value,
+    swap_commit: Option<String>,
+}
+
+pub async fn create_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    let session = auth::require_user(&app, &req).await?;
+    let input: CreateInput = req.json(RECORD_LIMIT).await?;
+    check_repo(&session, &input.repo)?;
+    check_collection(&input.collection)?;
+    let rkey = match input.rkey {
+        Some(r) => {
+            check_rkey(&r)?;
+            r
+        }
+        None => crate::tid::now().to_string(),
+    };
+    let record = record_value(&input.collection, &input.record)?;
+    let swap_commit = input
+        .swap_commit
+        .as_deref()
+        .map(|s| parse_cid_field("swapCommit", s))
+        .transpose()?;
+    let out = app
+        .writer
+        .write(RepoWrite {
+            ops: vec![WriteOp::Create {
+                collection: input.collection,
+                rkey,
+                record,
+            }],
+            swap_commit,
+        })
+        .await
+        .map_err(write_error)?;
+    let r = &out.results[0];
+    let mut body = json!({
+        "uri": r.uri,
+        "cid": r.cid.map(|c| c.to_string()),
+        "validationStatus": validation_status(input.validate),
+    });
+    if let Some(m) = commit_meta(&out) {
+        body["commit"] = m;
+    }
+    Ok(XrpcResponse::Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutInput {
+    repo: String,
+    collection: String,
+    rkey: String,
+    validate: Option<bool>,
+    record: Value,
+    /// Absent: no check. `null`: the record must not exist.
+    #[serde(default, deserialize_with = "double_option")]
+    swap_record: Option<Option<String>>,
+    swap_commit: Option<String>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+pub async fn put_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    let session = auth::require_user(&app, &req).await?;
+    let input: PutInput = req.json(RECORD_LIMIT).await?;
+    check_repo(&session, &input.repo)?;
+    check_collection(&input.collection)?;
+    check_rkey(&input.rkey)?;
+    let record = record_value(&input.collection, &input.record)?;
+    let swap_record = match input.swap_record {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(s)) => Some(Some(parse_cid_field("swapRecord", &s)?)),
+    };
+    let swap_commit = input
+        .swap_commit
+        .as_deref()
+        .map(|s| parse_cid_field("swapCommit", s))
+        .transpose()?;
+    let out = app
+        .writer
+        .write(RepoWrite {
+            ops: vec![WriteOp::Put {
+                collection: input.collection,
+                rkey: input.rkey,
+                record,
+                swap_record,
+            }],
+            swap_commit,
+        })
+        .await
+        .map_err(write_error)?;
+    let r = &out.results[0];
+    let mut body = json!({
+        "uri": r.uri,
+        "cid": r.cid.map(|c| c.to_string()),
+        "validationStatus": validation_status(input.validate),
+    });
+    if let Some(m) = commit_meta(&out) {
+        body["commit"] = m;
+    }
+    Ok(XrpcResponse::Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteInput {
+    repo: String,
+    collection: String,
+    rkey: String,
+    swap_record: Option<String>,
+    swap_commit: Option<String>,
+}
+
+pub async fn delete_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    let session = auth::require_user(&app, &req).await?;
+    let input: DeleteInput = req.json(JSON_LIMIT).await?;
+    check_repo(&session, &input.repo)?;
+    check_collection(&input.collection)?;
+    check_rkey(&input.rkey)?;
+    let swap_record = input
+        .swap_record
+        .as_deref()
+        .map(|s| parse_cid_field("swapRecord", s))
+        .transpose()?;
+    let swap_commit = input
+        .swap_commit
+        .as_deref()
+        .map(|s| parse_cid_field("swapCommit", s))
+        .transpose()?;
+    let out = app
+        .writer
+        .write(RepoWrite {
+            ops: vec![WriteOp::Delete {
+                collection: input.collection,
+                rkey: input.rkey,
+                swap_record,
+            }],
+            swap_commit,
+        })
+        .await
+        .map_err(write_error)?;
+    let mut body = json!({});
+    if let Some(m) = commit_meta(&out) {
+        body["commit"] = m;
+    }
+    Ok(XrpcResponse::Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplyInput {
+    repo: String,
+    validate: Option<bool>,
+    writes: Vec<Value>,
+    swap_commit: Option<String>,
+}
+
+pub async fn apply_writes(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    let session = auth::require_user(&app, &req).await?;
+    let input: ApplyInput = req.json(APPLY_WRITES_LIMIT).await?;
+    check_repo(&session, &input.repo)?;
+    if input.writes.len() > crate::writer::MAX_OPS {
+        return Err(XrpcError::invalid_request(format!(
+            "Too many writes. Max: {}",
+            crate::writer::MAX_OPS
+        )));
+    }
+    let mut ops = Vec::with_capacity(input.writes.len());
+    let mut kinds = Vec::with_capacity(input.writes.len());
+    for w in &input.writes {
+        let t = w.get("$type").and_then(Value::as_str).unwrap_or("");
+        let collection = w
+            .get("collection")
+            .and_then(Value::as_str)
+            .ok_or_else(|| XrpcError::invalid_request("write is missing collection"))?
+            .to_owned();
+        check_collection(&collection)?;
+        let rkey = w.get("rkey").and_then(Value::as_str).map(str::to_owned);
+        if let Some(r) = &rkey {
+            check_rkey(r)?;
+        }
+        let need_rkey = || {
+            rkey.clone()
+                .ok_or_else(|| XrpcError::invalid_request("write is missing rkey"))
+        };
+        let value = || {
+            w.get("value")
+                .ok_or_else(|| XrpcError::invalid_request("write is missing value"))
+                .and_then(|v| record_value(&collection, v))
+        };
+        let op = match t {
+            "com.atproto.repo.applyWrites#create" => WriteOp::Create {
+                rkey: rkey
+                    .clone()
+                    .unwrap_or_else(|| crate::tid::now().to_string()),
+                record: value()?,
+                collection: collection.clone(),
+            },
+            "com.atproto.repo.applyWrites#update" => WriteOp::Put {
+                rkey: need_rkey()?,
+                record: value()?,
+                collection: collection.clone(),
+                swap_record: None,
+            },
+            "com.atproto.repo.applyWrites#delete" => WriteOp::Delete {
+                rkey: need_rkey()?,
+                collection: collection.clone(),
+                swap_record: None,
+            },
+            other => {
+                return Err(XrpcError::invalid_request(format!(
+                    "unknown write type: {other:?}"
+                )));
+            }
+        };
+        kinds.push(t.to_owned());
+        ops.push(op);
+    }
+    let swap_commit = input
+        .swap_commit
+        .as_deref()
+        .map(|s| parse_cid_field("swapCommit", s))
+        .transpose()?;
+    let out = app
+        .writer
+        .write(RepoWrite { ops, swap_commit })
+        .await
+        .map_err(write_error)?;
+    let status = validation_status(input.validate);
+    let results: Vec<Value> = kinds
+        .iter()
+        .zip(&out.results)
+        .map(|(k, r)| match k.as_str() {
+            "com.atproto.repo.applyWrites#delete" => {
+                json!({ "$type": "com.atproto.repo.applyWrites#deleteResult" })
+            }
+            k => json!({
+                "$type": format!("{k}Result"),
+                "uri": r.uri,
+                "cid": r.cid.map(|c| c.to_string()),
+                "validationStatus": status,
+            }),
+        })
+        .collect();
+    let mut body = json!({ "results": results });
+    if let Some(m) = commit_meta(&out) {
+        body["commit"] = m;
+    }
+    Ok(XrpcResponse::Json(body))
+}
+
+/// Resolve a `repo` parameter (DID or handle) to the local account's DID.
+async fn local_repo(app: &App, repo: &str) -> Result<store::account::Account, XrpcError> {
+    let acct = app.account().await?;
+    match acct {
+        Some(a) if a.did == repo || a.handle == syntax::normalize_handle(repo) => Ok(a),
+        _ if !syntax::is_valid_at_identifier(repo) => {
+            Err(XrpcError::invalid_request(format!("invalid repo: {repo}")))
+        }
+        _ => Err(XrpcError::lexicon(
+            "RepoNotFound",
+            format!("Could not find repo: {repo}"),
+        )),
+    }
+}
+
+pub async fn get_record(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    let repo = req.required("repo")?.to_owned();
+    let collection = req.required("collection")?.to_owned();
+    let rkey = req.required("rkey")?.to_owned();
+    check_collection(&collection)?;
+    check_rkey(&rkey)?;
+    let want = req
+        .param("cid")
+        .map(|s| parse_cid_field("cid", s))
+        .transpose()?;
+    let acct = local_repo(&app, &repo).await?;
+    let uri = format!("at://{}/{collection}/{rkey}", acct.did);
+    let found = app
+        .store
+        .read(move |c| {
+            let Some(cid) = store::repo::get_record(c, &collection, &rkey)? else {
+                return Ok(None);
+            };
+            Ok(store::repo::get_block(c, &cid)?.map(|b| (cid, b)))
+        })
+        .await?;
+    let (cid, bytes) = match found {
+        Some((c, b)) if want.is_none_or(|w| w == c) => (c, b),
+        _ => {
+            return Err(XrpcError::lexicon(
+                "RecordNotFound",
+                format!("Could not locate record: {uri}"),
+            ));
+        }
+    };
+    let value = cbor::decode(&bytes).map_err(XrpcError::internal)?;
+    Ok(XrpcResponse::Json(json!({
+        "uri": uri,
+        "cid": cid.to_string(),
+        "value": cbor::to_json(&value),
+    })))
+}
+
+pub async fn list_records(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    let repo = req.required("repo")?.to_owned();
+    let collection = req.required("collection")?.to_owned();
+    check_collection(&collection)?;
+    let limit = req.int_param("limit", 1, 100, 50)? as u32;
+    let reverse = req.bool_param("reverse", false)?;
+    let cursor = req.param("cursor").map(str::to_owned);
+    if let Some(c) = &cursor {
+        check_rkey(c).map_err(|_| XrpcError::invalid_request("invalid cursor"))?;
+    }
+    let acct = local_repo(&app, &repo).await?;
+    let coll = collection.clone();
+    let rows = app
+        .store
+        .read(move |c| {
+            let page = store::repo::list_records(c, &coll, cursor.as_deref(), limit, reverse)?;
+            let mut out = Vec::with_capacity(page.len());
+            for (rkey, cid) in page {
+                let bytes = store::repo::get_block(c, &cid)?.ok_or_else(|| {
+                    store::StoreError::Corrupt(format!("missing record block {cid}"))
+                })?;
+                out.push((rkey, cid, bytes));
+            }
+            Ok(out)
+        })
+        .await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.0.clone()))
+        .flatten();
+    let mut records = Vec::with_capacity(rows.len());
+    for (rkey, cid, bytes) in rows {
+        let value = cbor::decode(&bytes).map_err(XrpcError::internal)?;
+        records.push(json!({
+            "uri": format!("at://{}/{collection}/{rkey}", acct.did),
+            "cid": cid.to_string(),
+            "value": cbor::to_json(&value),
+        }));
+    }
+    let mut body = json!({ "records": records });
+    if let Some(c) = next {
+        body["cursor"] = Value::String(c);
+    }
+    Ok(XrpcResponse::Json(body))
+}
+
+pub async fn describe_repo(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    let repo = req.required("repo")?.to_owned();
+    let acct = local_repo(&app, &repo).await?;
+    let collections = app.store.read(store::repo::collections).await?;
+    let did_doc = super::identity::did_document(&app, &acct).await;
+    Ok(XrpcResponse::Json(json!({
+        "handle": acct.handle,
+        "did": acct.did,
+        "didDoc": did_doc,
+        "collections": collections,
+        "handleIsCorrect": true,
+    })))
+}
+
+pub async fn upload_blob(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    let _session = auth::require_user(&app, &req).await?;
+    let mime = req
+        .header("content-type")
+        .map(|s| s.split(';').next().unwrap_or("").trim().to_owned())
+        .filter(|s| !s.is_empty() && s != "*/*")
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let expected = req.content_length()?;
+    let limit = app.config.blob_limit;
+    let body = req
+        .body
+        .take()
+        .ok_or_else(|| XrpcError::invalid_request("missing body"))?;
+    let temp = tokio::time::timeout(
+        upload_deadline(limit),
+        app.blobs.write_temp(body, expected, limit),
+    )
+    .await
+    .map_err(|_| XrpcError::invalid_request("upload too slow"))?
+    .map_err(|e| match e {
+        crate::blobs::BlobError::TooLarge { limit } => {
+            XrpcError::payload_too_large(format!("blob is larger than the {limit}-byte limit"))
+        }
+        crate::blobs::BlobError::LengthMismatch { .. } => {
+            XrpcError::invalid_request("body length does not match Content-Length")
+        }
+        crate::blobs::BlobError::Body(_) => XrpcError::invalid_request("could not read the upload"),
+        other => XrpcError::internal(other),
+    })?;
+    // The file is durable under its content address before the row exists,
+    // so a row never points at a missing file.
+    app.blobs
+        .make_permanent(&temp)
+        .await
+        .map_err(XrpcError::internal)?;
+    let meta = blob_rows::BlobMeta {
+        cid: temp.cid.to_string(),
+        mime_type: mime.clone(),
+        size: temp.size as i64,
+        created_at: unix_now(),
+    };
+    app.writer
+        .exec(move |c, _| blob_rows::insert_blob(c, &meta))
+        .await?;
+    Ok(XrpcResponse::Json(json!({
+        "blob": {
+            "$type": "blob",
+            "ref": { "$link": temp.cid.to_string() },
+            "mimeType": mime,
+            "size": temp.size,
+        }
+    })))
+}
+
+/// Allow a slow home uplink: at least 60 s, plus 1 s per 64 KiB of limit.
+fn upload_deadline(limit: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(60 + limit / (64 * 1024))
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub async fn list_missing_blobs(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    let session = auth::require_user(&app, &req).await?;
+    let limit = req.int_param("limit", 1, 1000, 500)? as u32;
+    let cursor = req.param("cursor").map(str::to_owned);
+    let rows = app
+        .store
+        .read(move |c| blob_rows::list_missing_blobs(c, cursor.as_deref(), limit))
+        .await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.0.clone()))
+        .flatten();
+    let blobs: Vec<Value> = rows
+        .into_iter()
+        .map(|(cid, path)| json!({ "cid": cid, "recordUri": format!("at://{}/{path}", session.did) }))
+        .collect();
+    let mut body = json!({ "blobs": blobs });
+    if let Some(c) = next {
+        body["cursor"] = Value::String(c);
+    }
+    Ok(XrpcResponse::Json(body))
+}

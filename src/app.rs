@@ -1,0 +1,79 @@
+//! Everything a request handler can reach: config, store, writer, blobs,
+//! keys and limits, shared behind one `Arc<App>`.
+
+use std::sync::{Arc, Mutex};
+
+use crate::auth::limiter::LoginLimiter;
+use crate::blobs::BlobStore;
+use crate::config::Config;
+use crate::crypto::Keypair;
+use crate::keys::{self, KeyDir};
+use crate::store::{Store, StoreError, account, repo};
+use crate::writer::{RepoState, Writer};
+
+pub struct App {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub writer: Writer,
+    pub blobs: BlobStore,
+    pub repo_key: Arc<Keypair>,
+    pub jwt_secret: [u8; 32],
+    /// This server's own DID (`did:web:<hostname>`), the `aud` of sessions.
+    pub service_did: String,
+    pub login_limiter: Mutex<LoginLimiter>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Keys(#[from] keys::KeyError),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+impl App {
+    /// Open the data directory: database, keys, blob files, writer.
+    pub async fn open(config: Config) -> Result<Arc<App>, AppError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| AppError::Io(dir.display().to_string(), e))?;
+        let store = Store::open(&dir.join("perch.sqlite"))?;
+        let keydir = KeyDir::open(dir)?;
+        let repo_key = Arc::new(keydir.keypair_or_create(keys::REPO_KEY)?);
+        let jwt_secret = keydir.jwt_secret()?;
+        let blobs = BlobStore::open(&dir.join("blobs"))
+            .await
+            .map_err(|e| AppError::Io("blobs directory".into(), e))?;
+        let state = store.read_blocking(|c| {
+            let acct = account::get_account(c)?;
+            let root = repo::get_root(c)?;
+            Ok(acct.zip(root))
+        })?;
+        let state = state.map(|(a, root)| RepoState {
+            did: a.did,
+            key: Arc::clone(&repo_key),
+            root,
+        });
+        let blob_files = blobs.clone();
+        let writer = Writer::spawn(&store, state, move |cids| {
+            blob_files.delete_many_blocking(&cids)
+        })?;
+        let service_did = format!("did:web:{}", config.hostname);
+        Ok(Arc::new(App {
+            config,
+            store,
+            writer,
+            blobs,
+            repo_key,
+            jwt_secret,
+            service_did,
+            login_limiter: Mutex::new(LoginLimiter::new(crate::auth::LimiterConfig::default())),
+        }))
+    }
+
+    /// The account, if one exists.
+    pub async fn account(&self) -> Result<Option<account::Account>, StoreError> {
+        self.store.read(account::get_account).await
+    }
+}

@@ -1,0 +1,312 @@
+//! The command line: argument definitions (the only module that names `clap`), logging setup
+//! and dispatch to the commands.
+
+pub mod commands;
+pub mod config_cmd;
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, ConfigError};
+
+/// Flags every subcommand accepts, before or after the subcommand name.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct GlobalArgs {
+    /// Config file (default: /etc/perch/perch.toml if it exists; not read with --dev)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides data_dir)
+    #[arg(long = "data-dir", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address, e.g. 0.0.0.0:443 (overrides listen)
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Local development: plain HTTP on 127.0.0.1:2583, hostname localhost, ./perch-dev, no PLC
+    #[arg(long, global = true)]
+    pub dev: bool,
+}
+
+/// perch: a single-user AT Protocol Personal Data Server.
+#[derive(Parser, Debug)]
+#[command(
+    name = "perch",
+    version,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server
+    Serve,
+    /// Manage the account
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Inspect the configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCommand {
+    /// Create the account (one per server)
+    Create {
+        /// Handle, e.g. alice.example.com
+        #[arg(long)]
+        handle: String,
+        /// Login password
+        #[arg(long)]
+        password: String,
+        /// Contact email
+        #[arg(long)]
+        email: Option<String>,
+        /// DID method [default: plc, or web when no PLC directory is configured]
+        #[arg(long, value_enum)]
+        did_method: Option<DidMethod>,
+    },
+    /// Change the login password
+    SetPassword {
+        /// New password
+        #[arg(long)]
+        password: String,
+    },
+    /// Manage app passwords
+    #[command(subcommand)]
+    AppPassword(AppPasswordCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppPasswordCommand {
+    /// Create an app password and print it
+    Create {
+        /// Name to tell it apart
+        #[arg(long)]
+        name: String,
+        /// Allow access to direct messages
+        #[arg(long)]
+        privileged: bool,
+    },
+    /// List app passwords
+    List,
+    /// Revoke an app password
+    Revoke {
+        /// Name of the app password to revoke
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Load and validate the configuration, then print the key facts
+    Check,
+    /// Print the effective configuration as TOML (secrets hidden)
+    Show,
+}
+
+/// How the account's DID is made.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DidMethod {
+    /// did:plc, registered with the PLC directory
+    Plc,
+    /// did:web on the server's hostname
+    Web,
+}
+
+/// A command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Message(String),
+    #[error("`perch {0}` is not implemented yet")]
+    NotYet(&'static str),
+    #[error("config error: {0}")]
+    Config(#[from] ConfigError),
+}
+
+/// `main`: parse, load the config (exit 2 on error), start logging, run the command (exit 1
+/// on error).
+pub fn main_entry() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with status 0, usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    let config = match Config::load(&cli.global) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("perch: config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.log);
+    match run(cli.command, &cli.global, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("perch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliError> {
+    match command {
+        Command::Serve => commands::serve(config),
+        Command::Account(AccountCommand::Create {
+            handle,
+            password,
+            email,
+            did_method,
+        }) => {
+            let did_method = did_method.unwrap_or(if config.plc_url.is_empty() {
+                DidMethod::Web
+            } else {
+                DidMethod::Plc
+            });
+            commands::account_create(config, handle, password, email, did_method)
+        }
+        Command::Account(AccountCommand::SetPassword { password }) => {
+            commands::account_set_password(config, password)
+        }
+        Command::Account(AccountCommand::AppPassword(cmd)) => match cmd {
+            AppPasswordCommand::Create { name, privileged } => {
+                commands::app_password_create(config, name, privileged)
+            }
+            AppPasswordCommand::List => commands::app_password_list(config),
+            AppPasswordCommand::Revoke { name } => commands::app_password_revoke(config, name),
+        },
+        Command::Config(ConfigCommand::Check) => config_cmd::check(&config, global),
+        Command::Config(ConfigCommand::Show) => {
+            config_cmd::show(&config);
+            Ok(())
+        }
+    }
+}
+
+/// Logs to stdout (journald collects it). `RUST_LOG`, when set, wins over the config's `log`.
+fn init_logging(config_log: &str) {
+    use tracing_subscriber::EnvFilter;
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .and_then(|s| match EnvFilter::try_new(&s) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("perch: ignoring RUST_LOG={s:?}: {e}");
+                None
+            }
+        });
+    let filter = from_env.unwrap_or_else(|| {
+        // `Config::validate` has already checked `log`.
+        EnvFilter::try_new(config_log).unwrap_or_else(|_| EnvFilter::new("info"))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .with_ansi(std::io::stdout().is_terminal())
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("perch").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_anywhere() {
+        for args in [
+            &["--dev", "--data-dir", "/d", "config", "show"][..],
+            &["config", "--dev", "show", "--data-dir", "/d"],
+            &["config", "show", "--dev", "--data-dir=/d"],
+        ] {
+            let cli = parse(args);
+            assert!(cli.global.dev, "{args:?}");
+            assert_eq!(cli.global.data_dir, Some(PathBuf::from("/d")), "{args:?}");
+            assert!(matches!(cli.command, Command::Config(ConfigCommand::Show)));
+        }
+        let cli = parse(&[
+            "account",
+            "app-password",
+            "create",
+            "--name",
+            "phone",
+            "--privileged",
+            "--listen",
+            "127.0.0.1:1",
+            "--config",
+            "/c.toml",
+        ]);
+        assert_eq!(cli.global.listen.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(cli.global.config, Some(PathBuf::from("/c.toml")));
+        assert!(matches!(
+            cli.command,
+            Command::Account(AccountCommand::AppPassword(AppPasswordCommand::Create {
+                ref name,
+                privileged: true
+            })) if name == "phone"
+        ));
+    }
+
+    #[test]
+    fn account_create_arguments() {
+        let cli = parse(&[
+            "account",
+            "create",
+            "--handle",
+            "alice.example.com",
+            "--password",
+            "pw",
+            "--did-method",
+            "web",
+        ]);
+        match cli.command {
+            Command::Account(AccountCommand::Create {
+                handle,
+                email,
+                did_method,
+                ..
+            }) => {
+                assert_eq!(handle, "alice.example.com");
+                assert_eq!(email, None);
+                assert_eq!(did_method, Some(DidMethod::Web));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["perch", "account", "create", "--handle", "a.b"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "perch",
+                "account",
+                "create",
+                "--handle",
+                "a.b",
+                "--password",
+                "p",
+                "--did-method",
+                "key"
+            ])
+            .is_err()
+        );
+    }
+}

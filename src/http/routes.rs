@@ -1,0 +1,114 @@
+//! Request routing: CORS and security headers, the non-XRPC paths (health,
+//! well-known), and `/xrpc/<nsid>` to the API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::app::App;
+use crate::xrpc::{self, Body, XrpcError, XrpcRequest};
+
+const ALLOW_HEADERS: &str = "Authorization, Content-Type, DPoP, atproto-proxy, atproto-accept-labelers, atproto-content-labelers, x-bsky-topics";
+const EXPOSE_HEADERS: &str = "DPoP-Nonce, WWW-Authenticate, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy, Retry-After, atproto-repo-rev, atproto-content-labelers";
+
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut resp = route(app, req, peer).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSE_HEADERS),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("default-src 'none'; sandbox"));
+    tracing::debug!(
+        "{} {} {} {}ms",
+        method,
+        path,
+        resp.status().as_u16(),
+        started.elapsed().as_millis()
+    );
+    resp
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(xrpc::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    if req.method() == Method::OPTIONS {
+        let mut r = Response::new(xrpc::full(""));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOW_HEADERS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        return r;
+    }
+    let path = req.uri().path().to_owned();
+    match path.as_str() {
+        "/" => text(
+            StatusCode::OK,
+            "This is a perch AT Protocol Personal Data Server: https://atproto.com\n\nMost API routes are under /xrpc/\n",
+        ),
+        "/robots.txt" => text(StatusCode::OK, "User-agent: *\nAllow: /\n"),
+        "/livez" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => crate::api::health::readyz(&app).await,
+        "/xrpc/_health" => crate::api::health::health(),
+        "/.well-known/atproto-did" => {
+            crate::api::identity::well_known_atproto_did(&app, &req).await
+        }
+        "/.well-known/did.json" => crate::api::identity::well_known_did_json(&app).await,
+        p if p.starts_with("/xrpc/") => {
+            let nsid = p["/xrpc/".len()..].to_owned();
+            let (parts, body) = req.into_parts();
+            let has_body = parts.method == Method::POST;
+            let xreq = XrpcRequest::new(
+                nsid,
+                parts.method,
+                parts.uri.query(),
+                parts.headers,
+                peer.ip(),
+                has_body.then_some(body),
+            );
+            let result = match xreq {
+                Ok(x) => crate::api::dispatch(app, x).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(r) => r.into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
+        _ => XrpcError::not_found("NotFound", "Not Found").into_response(),
+    }
+}

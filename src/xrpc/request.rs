@@ -1,0 +1,224 @@
+//! An incoming XRPC call: the NSID, query parameters, headers and a body
+//! that is read only on demand and always under a size limit and deadline.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Method};
+use serde::de::DeserializeOwned;
+
+use super::XrpcError;
+
+/// JSON request bodies (everything but records and blobs).
+pub const JSON_LIMIT: usize = 150 * 1024;
+/// Record writes: a 1 MiB record plus its JSON envelope.
+pub const RECORD_LIMIT: usize = 1024 * 1024 + 64 * 1024;
+/// A whole body must arrive within this long (slow-client defence).
+pub const BODY_DEADLINE: Duration = Duration::from_secs(60);
+
+pub struct XrpcRequest {
+    pub nsid: String,
+    pub method: Method,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub peer: IpAddr,
+    pub body: Option<Incoming>,
+}
+
+fn decode_query(q: &str) -> Result<Vec<(String, String)>, XrpcError> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((percent_decode(k)?, percent_decode(v)?))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> Result<String, XrpcError> {
+    let bad = || XrpcError::invalid_request("malformed query string");
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = b.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+impl XrpcRequest {
+    pub fn new(
+        nsid: String,
+        method: Method,
+        query: Option<&str>,
+        headers: HeaderMap,
+        peer: IpAddr,
+        body: Option<Incoming>,
+    ) -> Result<Self, XrpcError> {
+        Ok(XrpcRequest {
+            nsid,
+            method,
+            query: decode_query(query.unwrap_or(""))?,
+            headers,
+            peer,
+            body,
+        })
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn params(&self, name: &str) -> Vec<&str> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, XrpcError> {
+        self.param(name).ok_or_else(|| {
+            XrpcError::invalid_request(format!("Error: Params must have the property \"{name}\""))
+        })
+    }
+
+    /// An integer parameter within `[min, max]`, `default` when absent.
+    pub fn int_param(
+        &self,
+        name: &str,
+        min: i64,
+        max: i64,
+        default: i64,
+    ) -> Result<i64, XrpcError> {
+        match self.param(name) {
+            None => Ok(default),
+            Some(v) => {
+                let n: i64 = v.parse().map_err(|_| {
+                    XrpcError::invalid_request(format!("{name} must be an integer"))
+                })?;
+                if n < min || n > max {
+                    return Err(XrpcError::invalid_request(format!(
+                        "{name} must be between {min} and {max}"
+                    )));
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    pub fn bool_param(&self, name: &str, default: bool) -> Result<bool, XrpcError> {
+        match self.param(name) {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(_) => Err(XrpcError::invalid_request(format!(
+                "{name} must be true or false"
+            ))),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as bytes, refusing more than `limit` (by Content-Length up
+    /// front, and while reading for chunked bodies).
+    pub async fn bytes(&mut self, limit: usize) -> Result<Bytes, XrpcError> {
+        if let Some(len) = self.content_length()?
+            && len > limit as u64
+        {
+            return Err(XrpcError::payload_too_large(format!(
+                "request body is larger than {limit} bytes"
+            )));
+        }
+        let Some(mut body) = self.body.take() else {
+            return Ok(Bytes::new());
+        };
+        let read = async {
+            let mut buf = BytesMut::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame
+                    .map_err(|_| XrpcError::invalid_request("could not read the request body"))?;
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > limit {
+                        return Err(XrpcError::payload_too_large(format!(
+                            "request body is larger than {limit} bytes"
+                        )));
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Ok(buf.freeze())
+        };
+        tokio::time::timeout(BODY_DEADLINE, read)
+            .await
+            .map_err(|_| {
+                XrpcError::new(
+                    hyper::StatusCode::REQUEST_TIMEOUT,
+                    "InvalidRequest",
+                    "request body too slow",
+                )
+            })?
+    }
+
+    pub fn content_length(&self) -> Result<Option<u64>, XrpcError> {
+        match self.headers.get(hyper::header::CONTENT_LENGTH) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .map(Some)
+                .ok_or_else(|| XrpcError::invalid_request("bad Content-Length")),
+        }
+    }
+
+    /// A JSON body (Content-Type must be JSON) parsed into `T`.
+    pub async fn json<T: DeserializeOwned>(&mut self, limit: usize) -> Result<T, XrpcError> {
+        let ct = self.header("content-type").unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/json") {
+            return Err(XrpcError::invalid_request(format!(
+                "Wrong request encoding (Content-Type): {}",
+                if ct.is_empty() { "none" } else { ct }
+            )));
+        }
+        let bytes = self.bytes(limit).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| XrpcError::invalid_request(format!("Invalid JSON body: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = decode_query("a=1&b=x%2Fy&cids=1&cids=2&flag&sp=a+b").unwrap();
+        assert_eq!(q[1], ("b".into(), "x/y".into()));
+        assert_eq!(q.iter().filter(|(k, _)| k == "cids").count(), 2);
+        assert_eq!(q[4], ("flag".into(), "".into()));
+        assert_eq!(q[5].1, "a b");
+        assert!(decode_query("a=%zz").is_err());
+        assert!(decode_query("a=%f").is_err());
+        assert!(decode_query("a=%ff").is_err(), "invalid UTF-8");
+    }
+}

@@ -1,0 +1,146 @@
+//! Runs the built `perch` binary: global flags in any position, `config show` / `config check`
+//! output and exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `perch ARGS` in `dir`, with no `PERCH_*` or `RUST_LOG` from the test's own environment.
+fn perch_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_perch"));
+    cmd.args(args).current_dir(dir);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("PERCH_") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("run perch")
+}
+
+fn perch(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    perch_in(dir.path(), args, &[])
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn config_show_dev_with_data_dir() {
+    let o = perch(&["config", "show", "--dev", "--data-dir", "/tmp/x"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    for line in [
+        "data_dir = \"/tmp/x\"",
+        "hostname = \"localhost\"",
+        "listen = \"127.0.0.1:2583\"",
+        "tls = \"off\"",
+        "plc_url = \"\"",
+        "blob_limit = 104857600",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(line)),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn global_flags_before_and_after_the_subcommand() {
+    let after = perch(&["config", "show", "--dev"]);
+    let before = perch(&["--dev", "config", "show"]);
+    let middle = perch(&["config", "--dev", "show"]);
+    for o in [&after, &before, &middle] {
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(o));
+    }
+    assert_eq!(stdout(&after), stdout(&before));
+    assert_eq!(stdout(&after), stdout(&middle));
+    assert!(stdout(&before).contains("data_dir = \"./perch-dev\""));
+}
+
+#[test]
+fn config_check_dev() {
+    let o = perch(&["config", "check", "--dev"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("config ok\n"), "{out}");
+    assert!(out.contains("http://localhost:2583"), "{out}");
+    assert!(out.contains("dev"), "{out}");
+}
+
+#[test]
+fn config_errors_exit_2_and_name_the_key() {
+    let o = perch(&["config", "show", "--dev", "--listen", "foo"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("listen: \"foo\" is not an address"), "{err}");
+    assert!(err.contains("--listen"), "{err}");
+
+    let o = perch(&["config", "check", "--config", "/nonexistent/perch.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--config"), "{}", stderr(&o));
+}
+
+#[test]
+fn file_env_and_flag_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("perch.toml");
+    std::fs::write(
+        &file,
+        "hostname = \"pds.example.com\"\ntls = \"off\"\nlisten = \"127.0.0.1:1\"\nlog = \"warn\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let o = perch_in(
+        dir.path(),
+        &[
+            "config",
+            "show",
+            "--config",
+            file,
+            "--listen",
+            "127.0.0.1:3",
+        ],
+        &[
+            ("PERCH_LISTEN", "127.0.0.1:2"),
+            ("PERCH_LOG", "debug"),
+            ("PERCH_ADMIN_PASSWORD", "very-secret-pw"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("hostname = \"pds.example.com\""), "{out}");
+    assert!(out.contains("listen = \"127.0.0.1:3\""), "{out}");
+    assert!(out.contains("log = \"debug\""), "{out}");
+    assert!(out.contains("admin_password = \"********\""), "{out}");
+    assert!(!out.contains("very-secret-pw"), "{out}");
+
+    std::fs::write(dir.path().join("bad.toml"), "listn = \"127.0.0.1:1\"\n").unwrap();
+    let o = perch_in(
+        dir.path(),
+        &["config", "check", "--config", "bad.toml"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("listn: unknown key"), "{}", stderr(&o));
+}
+
+#[test]
+fn usage_errors_and_help() {
+    let o = perch(&["--dev"]);
+    assert_eq!(o.status.code(), Some(2), "no subcommand is a usage error");
+    let o = perch(&["config", "frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = perch(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("account"), "{}", stdout(&o));
+    let o = perch(&["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("perch "), "{}", stdout(&o));
+}
