@@ -1,0 +1,267 @@
+//! The real server, in process, on 127.0.0.1 with a real SQLite file:
+//! hostile and malformed requests get the right XRPC error, never a panic
+//! or a half-written repo, and leave the repo's head where it was.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use perch::account::{self, DidMethod};
+use perch::app::App;
+use perch::config::Config;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Server {
+    _dir: tempfile::TempDir,
+    addr: std::net::SocketAddr,
+    did: String,
+    token: String,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = Config::dev(dir.path());
+    config.listen = addr;
+    config.blob_limit = 64 * 1024;
+    let app = App::open(config).await.unwrap();
+    let acct = account::create(&app, "alice.test", "correct horse", None, DidMethod::Web)
+        .await
+        .unwrap();
+    tokio::spawn(perch::http::serve(Arc::clone(&app), listener, std::future::pending()));
+    let mut s = Server {
+        _dir: dir,
+        addr,
+        did: acct.did,
+        token: String::new(),
+    };
+    let (status, body) = s
+        .call(
+            "POST",
+            "com.atproto.server.createSession",
+            &[("content-type", "application/json")],
+            json!({"identifier": "alice.test", "password": "correct horse"}).to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    s.token = body["accessJwt"].as_str().unwrap().to_owned();
+    s
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns status and JSON body.
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Value) {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), c.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let body = body
+        .find('{')
+        .and_then(|i| body.rfind('}').map(|j| &body[i..=j]))
+        .unwrap_or("null");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+impl Server {
+    async fn call(&self, method: &str, nsid: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+        let mut req = format!(
+            "{method} /xrpc/{nsid} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        raw(self.addr, &bytes).await
+    }
+
+    /// The DID, escaped for a query string (did:web DIDs contain `%`).
+    fn q_did(&self) -> String {
+        self.did.replace('%', "%25")
+    }
+
+    async fn write(&self, nsid: &str, body: &[u8]) -> (u16, Value) {
+        let auth = format!("Bearer {}", self.token);
+        self.call(
+            "POST",
+            nsid,
+            &[("content-type", "application/json"), ("authorization", &auth)],
+            body,
+        )
+        .await
+    }
+
+    async fn head(&self) -> Value {
+        let (s, b) = self
+            .call("GET", &format!("com.atproto.sync.getLatestCommit?did={}", self.q_did()), &[], b"")
+            .await;
+        assert_eq!(s, 200);
+        b
+    }
+}
+
+fn assert_xrpc_error(status: u16, body: &Value, want_status: u16, want_error: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"], want_error, "{body}");
+    assert!(body["message"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn hostile_requests_get_clean_errors_and_change_nothing() {
+    let s = start().await;
+    let before = s.head().await;
+    let post = |text: &str| {
+        json!({"repo": s.did, "collection": "app.bsky.feed.post",
+               "record": {"$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-01-01T00:00:00Z"}})
+    };
+
+    let (st, b) = s.write("com.atproto.repo.createRecord", b"{not json").await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+
+    let (st, b) = s
+        .call("POST", "com.atproto.repo.createRecord",
+              &[("content-type", "text/plain"), ("authorization", &format!("Bearer {}", s.token))],
+              post("x").to_string().as_bytes())
+        .await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+
+    // Floats are not in the data model.
+    let mut rec = post("x");
+    rec["record"]["n"] = json!(1.5);
+    let (st, b) = s.write("com.atproto.repo.createRecord", rec.to_string().as_bytes()).await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+
+    // Deep nesting.
+    let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+    let body = format!(r#"{{"repo":"{}","collection":"app.bsky.feed.post","record":{{"$type":"app.bsky.feed.post","x":{deep}}}}}"#, s.did);
+    let (st, b) = s.write("com.atproto.repo.createRecord", body.as_bytes()).await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+
+    // Bad rkey, bad NSID, $type mismatch.
+    let mut rec = post("x");
+    rec["rkey"] = json!("../etc");
+    let (st, b) = s.write("com.atproto.repo.createRecord", rec.to_string().as_bytes()).await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+    let mut rec = post("x");
+    rec["collection"] = json!("not an nsid");
+    let (st, b) = s.write("com.atproto.repo.createRecord", rec.to_string().as_bytes()).await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+    let mut rec = post("x");
+    rec["collection"] = json!("app.bsky.feed.like");
+    let (st, b) = s.write("com.atproto.repo.createRecord", rec.to_string().as_bytes()).await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+
+    // Another DID's repo.
+    let mut rec = post("x");
+    rec["repo"] = json!("did:plc:zzzzzzzzzzzzzzzzzzzzzzzz");
+    let (st, b) = s.write("com.atproto.repo.createRecord", rec.to_string().as_bytes()).await;
+    assert_xrpc_error(st, &b, 403, "Forbidden");
+
+    // Oversized body, refused from its Content-Length.
+    let huge = format!(
+        "POST /xrpc/com.atproto.repo.createRecord HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\nauthorization: Bearer {}\r\ncontent-length: 50000000\r\n\r\n{{",
+        s.token
+    );
+    let (st, b) = raw(s.addr, huge.as_bytes()).await;
+    assert_xrpc_error(st, &b, 413, "PayloadTooLarge");
+
+    // Oversized chunked body, refused while reading.
+    let mut chunked = format!(
+        "POST /xrpc/com.atproto.repo.createRecord HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\nauthorization: Bearer {}\r\ntransfer-encoding: chunked\r\n\r\n",
+        s.token
+    )
+    .into_bytes();
+    for _ in 0..20 {
+        chunked.extend_from_slice(format!("{:x}\r\n", 100_000).as_bytes());
+        chunked.extend_from_slice(&vec![b' '; 100_000]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (st, b) = raw(s.addr, &chunked).await;
+    assert_xrpc_error(st, &b, 413, "PayloadTooLarge");
+
+    // Blob over the configured limit.
+    let auth = format!("Bearer {}", s.token);
+    let (st, b) = s
+        .call("POST", "com.atproto.repo.uploadBlob",
+              &[("content-type", "image/png"), ("authorization", &auth)],
+              &vec![7u8; 64 * 1024 + 1])
+        .await;
+    assert_xrpc_error(st, &b, 413, "PayloadTooLarge");
+
+    // No auth, garbage auth, wrong method, unknown method, bad params.
+    let (st, b) = s
+        .call("POST", "com.atproto.repo.createRecord", &[("content-type", "application/json")],
+              post("x").to_string().as_bytes())
+        .await;
+    assert_xrpc_error(st, &b, 401, "AuthenticationRequired");
+    let (st, b) = s
+        .call("POST", "com.atproto.repo.createRecord",
+              &[("content-type", "application/json"), ("authorization", "Bearer nope")],
+              post("x").to_string().as_bytes())
+        .await;
+    assert_xrpc_error(st, &b, 400, "InvalidToken");
+    let (st, b) = s.call("GET", "com.atproto.repo.createRecord", &[], b"").await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+    let (st, b) = s.call("GET", "com.example.nothing", &[], b"").await;
+    assert_xrpc_error(st, &b, 501, "MethodNotImplemented");
+    let (st, b) = s
+        .call("GET", &format!("com.atproto.repo.listRecords?repo={}&collection=app.bsky.feed.post&limit=9999", s.q_did()), &[], b"")
+        .await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+    let (st, b) = s
+        .call("GET", &format!("com.atproto.repo.listRecords?repo={}&collection=app.bsky.feed.post&cursor=%2F%2F", s.q_did()), &[], b"")
+        .await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+    let (st, b) = s
+        .call("GET", &format!("com.atproto.repo.getRecord?repo={}&collection=app.bsky.feed.post&rkey=nope", s.q_did()), &[], b"")
+        .await;
+    assert_xrpc_error(st, &b, 400, "RecordNotFound");
+    let (st, b) = s.call("GET", "com.atproto.repo.getRecord?repo=x", &[], b"").await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+
+    assert_eq!(s.head().await, before, "a failed request moved the repo head");
+
+    // And a good write still works afterwards.
+    let (st, b) = s.write("com.atproto.repo.createRecord", post("hello").to_string().as_bytes()).await;
+    assert_eq!(st, 200, "{b}");
+    assert_ne!(s.head().await, before);
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let s = start().await;
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(b"GET /xrpc/_health HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    // Never finish the headers: the server must hang up (header timeout).
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(30), c.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "connection still open after 30 s of silence");
+}
+
+#[tokio::test]
+async fn health_and_well_known() {
+    let s = start().await;
+    let (st, b) = raw(s.addr, b"GET /xrpc/_health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+    assert_eq!(st, 200);
+    assert!(b["version"].is_string());
+    let (st, _) = raw(s.addr, b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+    assert_eq!(st, 200);
+    let (st, b) = raw(s.addr, b"GET /.well-known/did.json HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+    assert_eq!(st, 200);
+    assert_eq!(b["id"], s.did);
+    assert_eq!(b["service"][0]["serviceEndpoint"], format!("http://localhost:{}", s.addr.port()));
+}
