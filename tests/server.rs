@@ -30,7 +30,11 @@ async fn start() -> Server {
     let acct = account::create(&app, "alice.test", "correct horse", None, DidMethod::Web)
         .await
         .unwrap();
-    tokio::spawn(perch::http::serve(Arc::clone(&app), listener, std::future::pending()));
+    tokio::spawn(perch::http::serve(
+        Arc::clone(&app),
+        listener,
+        std::future::pending(),
+    ));
     let mut s = Server {
         _dir: dir,
         addr,
@@ -42,7 +46,9 @@ async fn start() -> Server {
             "POST",
             "com.atproto.server.createSession",
             &[("content-type", "application/json")],
-            json!({"identifier": "alice.test", "password": "correct horse"}).to_string().as_bytes(),
+            json!({"identifier": "alice.test", "password": "correct horse"})
+                .to_string()
+                .as_bytes(),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -74,7 +80,13 @@ async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Value) {
 }
 
 impl Server {
-    async fn call(&self, method: &str, nsid: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        nsid: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Value) {
         let mut req = format!(
             "{method} /xrpc/{nsid} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: {}\r\n",
             body.len()
@@ -98,7 +110,10 @@ impl Server {
         self.call(
             "POST",
             nsid,
-            &[("content-type", "application/json"), ("authorization", &auth)],
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &auth),
+            ],
             body,
         )
         .await
@@ -106,7 +121,12 @@ impl Server {
 
     async fn head(&self) -> Value {
         let (s, b) = self
-            .call("GET", &format!("com.atproto.sync.getLatestCommit?did={}", self.q_did()), &[], b"")
+            .call(
+                "GET",
+                &format!("com.atproto.sync.getLatestCommit?did={}", self.q_did()),
+                &[],
+                b"",
+            )
             .await;
         assert_eq!(s, 200);
         b
@@ -132,42 +152,63 @@ async fn hostile_requests_get_clean_errors_and_change_nothing() {
     assert_xrpc_error(st, &b, 400, "InvalidRequest");
 
     let (st, b) = s
-        .call("POST", "com.atproto.repo.createRecord",
-              &[("content-type", "text/plain"), ("authorization", &format!("Bearer {}", s.token))],
-              post("x").to_string().as_bytes())
+        .call(
+            "POST",
+            "com.atproto.repo.createRecord",
+            &[
+                ("content-type", "text/plain"),
+                ("authorization", &format!("Bearer {}", s.token)),
+            ],
+            post("x").to_string().as_bytes(),
+        )
         .await;
     assert_xrpc_error(st, &b, 400, "InvalidRequest");
 
     // Floats are not in the data model.
     let mut rec = post("x");
     rec["record"]["n"] = json!(1.5);
-    let (st, b) = s.write("com.atproto.repo.createRecord", rec.to_string().as_bytes()).await;
+    let (st, b) = s
+        .write("com.atproto.repo.createRecord", rec.to_string().as_bytes())
+        .await;
     assert_xrpc_error(st, &b, 400, "InvalidRequest");
 
     // Deep nesting.
     let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
-    let body = format!(r#"{{"repo":"{}","collection":"app.bsky.feed.post","record":{{"$type":"app.bsky.feed.post","x":{deep}}}}}"#, s.did);
-    let (st, b) = s.write("com.atproto.repo.createRecord", body.as_bytes()).await;
+    let body = format!(
+        r#"{{"repo":"{}","collection":"app.bsky.feed.post","record":{{"$type":"app.bsky.feed.post","x":{deep}}}}}"#,
+        s.did
+    );
+    let (st, b) = s
+        .write("com.atproto.repo.createRecord", body.as_bytes())
+        .await;
     assert_xrpc_error(st, &b, 400, "InvalidRequest");
 
     // Bad rkey, bad NSID, $type mismatch.
     let mut rec = post("x");
     rec["rkey"] = json!("../etc");
-    let (st, b) = s.write("com.atproto.repo.createRecord", rec.to_string().as_bytes()).await;
+    let (st, b) = s
+        .write("com.atproto.repo.createRecord", rec.to_string().as_bytes())
+        .await;
     assert_xrpc_error(st, &b, 400, "InvalidRequest");
     let mut rec = post("x");
     rec["collection"] = json!("not an nsid");
-    let (st, b) = s.write("com.atproto.repo.createRecord", rec.to_string().as_bytes()).await;
+    let (st, b) = s
+        .write("com.atproto.repo.createRecord", rec.to_string().as_bytes())
+        .await;
     assert_xrpc_error(st, &b, 400, "InvalidRequest");
     let mut rec = post("x");
     rec["collection"] = json!("app.bsky.feed.like");
-    let (st, b) = s.write("com.atproto.repo.createRecord", rec.to_string().as_bytes()).await;
+    let (st, b) = s
+        .write("com.atproto.repo.createRecord", rec.to_string().as_bytes())
+        .await;
     assert_xrpc_error(st, &b, 400, "InvalidRequest");
 
     // Another DID's repo.
     let mut rec = post("x");
     rec["repo"] = json!("did:plc:zzzzzzzzzzzzzzzzzzzzzzzz");
-    let (st, b) = s.write("com.atproto.repo.createRecord", rec.to_string().as_bytes()).await;
+    let (st, b) = s
+        .write("com.atproto.repo.createRecord", rec.to_string().as_bytes())
+        .await;
     assert_xrpc_error(st, &b, 403, "Forbidden");
 
     // Oversized body, refused from its Content-Length.
@@ -196,47 +237,97 @@ async fn hostile_requests_get_clean_errors_and_change_nothing() {
     // Blob over the configured limit.
     let auth = format!("Bearer {}", s.token);
     let (st, b) = s
-        .call("POST", "com.atproto.repo.uploadBlob",
-              &[("content-type", "image/png"), ("authorization", &auth)],
-              &vec![7u8; 64 * 1024 + 1])
+        .call(
+            "POST",
+            "com.atproto.repo.uploadBlob",
+            &[("content-type", "image/png"), ("authorization", &auth)],
+            &vec![7u8; 64 * 1024 + 1],
+        )
         .await;
     assert_xrpc_error(st, &b, 413, "PayloadTooLarge");
 
     // No auth, garbage auth, wrong method, unknown method, bad params.
     let (st, b) = s
-        .call("POST", "com.atproto.repo.createRecord", &[("content-type", "application/json")],
-              post("x").to_string().as_bytes())
+        .call(
+            "POST",
+            "com.atproto.repo.createRecord",
+            &[("content-type", "application/json")],
+            post("x").to_string().as_bytes(),
+        )
         .await;
     assert_xrpc_error(st, &b, 401, "AuthenticationRequired");
     let (st, b) = s
-        .call("POST", "com.atproto.repo.createRecord",
-              &[("content-type", "application/json"), ("authorization", "Bearer nope")],
-              post("x").to_string().as_bytes())
+        .call(
+            "POST",
+            "com.atproto.repo.createRecord",
+            &[
+                ("content-type", "application/json"),
+                ("authorization", "Bearer nope"),
+            ],
+            post("x").to_string().as_bytes(),
+        )
         .await;
     assert_xrpc_error(st, &b, 400, "InvalidToken");
-    let (st, b) = s.call("GET", "com.atproto.repo.createRecord", &[], b"").await;
+    let (st, b) = s
+        .call("GET", "com.atproto.repo.createRecord", &[], b"")
+        .await;
     assert_xrpc_error(st, &b, 400, "InvalidRequest");
     let (st, b) = s.call("GET", "com.example.nothing", &[], b"").await;
     assert_xrpc_error(st, &b, 501, "MethodNotImplemented");
     let (st, b) = s
-        .call("GET", &format!("com.atproto.repo.listRecords?repo={}&collection=app.bsky.feed.post&limit=9999", s.q_did()), &[], b"")
+        .call(
+            "GET",
+            &format!(
+                "com.atproto.repo.listRecords?repo={}&collection=app.bsky.feed.post&limit=9999",
+                s.q_did()
+            ),
+            &[],
+            b"",
+        )
         .await;
     assert_xrpc_error(st, &b, 400, "InvalidRequest");
     let (st, b) = s
-        .call("GET", &format!("com.atproto.repo.listRecords?repo={}&collection=app.bsky.feed.post&cursor=%2F%2F", s.q_did()), &[], b"")
+        .call(
+            "GET",
+            &format!(
+                "com.atproto.repo.listRecords?repo={}&collection=app.bsky.feed.post&cursor=%2F%2F",
+                s.q_did()
+            ),
+            &[],
+            b"",
+        )
         .await;
     assert_xrpc_error(st, &b, 400, "InvalidRequest");
     let (st, b) = s
-        .call("GET", &format!("com.atproto.repo.getRecord?repo={}&collection=app.bsky.feed.post&rkey=nope", s.q_did()), &[], b"")
+        .call(
+            "GET",
+            &format!(
+                "com.atproto.repo.getRecord?repo={}&collection=app.bsky.feed.post&rkey=nope",
+                s.q_did()
+            ),
+            &[],
+            b"",
+        )
         .await;
     assert_xrpc_error(st, &b, 400, "RecordNotFound");
-    let (st, b) = s.call("GET", "com.atproto.repo.getRecord?repo=x", &[], b"").await;
+    let (st, b) = s
+        .call("GET", "com.atproto.repo.getRecord?repo=x", &[], b"")
+        .await;
     assert_xrpc_error(st, &b, 400, "InvalidRequest");
 
-    assert_eq!(s.head().await, before, "a failed request moved the repo head");
+    assert_eq!(
+        s.head().await,
+        before,
+        "a failed request moved the repo head"
+    );
 
     // And a good write still works afterwards.
-    let (st, b) = s.write("com.atproto.repo.createRecord", post("hello").to_string().as_bytes()).await;
+    let (st, b) = s
+        .write(
+            "com.atproto.repo.createRecord",
+            post("hello").to_string().as_bytes(),
+        )
+        .await;
     assert_eq!(st, 200, "{b}");
     assert_ne!(s.head().await, before);
 }
@@ -245,7 +336,9 @@ async fn hostile_requests_get_clean_errors_and_change_nothing() {
 async fn slow_headers_are_cut_off() {
     let s = start().await;
     let mut c = TcpStream::connect(s.addr).await.unwrap();
-    c.write_all(b"GET /xrpc/_health HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    c.write_all(b"GET /xrpc/_health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
     // Never finish the headers: the server must hang up (header timeout).
     let mut buf = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(30), c.read_to_end(&mut buf)).await;
@@ -255,13 +348,28 @@ async fn slow_headers_are_cut_off() {
 #[tokio::test]
 async fn health_and_well_known() {
     let s = start().await;
-    let (st, b) = raw(s.addr, b"GET /xrpc/_health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+    let (st, b) = raw(
+        s.addr,
+        b"GET /xrpc/_health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(st, 200);
     assert!(b["version"].is_string());
-    let (st, _) = raw(s.addr, b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+    let (st, _) = raw(
+        s.addr,
+        b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(st, 200);
-    let (st, b) = raw(s.addr, b"GET /.well-known/did.json HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+    let (st, b) = raw(
+        s.addr,
+        b"GET /.well-known/did.json HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(b["id"], s.did);
-    assert_eq!(b["service"][0]["serviceEndpoint"], format!("http://localhost:{}", s.addr.port()));
+    assert_eq!(
+        b["service"][0]["serviceEndpoint"],
+        format!("http://localhost:{}", s.addr.port())
+    );
 }

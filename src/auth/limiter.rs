@@ -233,9 +233,9 @@ impl LoginLimiter {
         let st = self.entry(key, now_ms);
         st.bucket.refill(per_ip, now_ms);
         st.bucket.take();
-        st.pending += 1;
+        st.pending = st.pending.saturating_add(1);
         if !trusted {
-            st.account_pending += 1;
+            st.account_pending = st.account_pending.saturating_add(1);
             self.account.iter_mut().for_each(Bucket::take);
         }
         Ok(())
