@@ -373,3 +373,100 @@ async fn health_and_well_known() {
         format!("http://localhost:{}", s.addr.port())
     );
 }
+
+mod firehose {
+    use super::*;
+    use futures_util::StreamExt;
+    use perch::cbor::{self, Ipld};
+    use tokio_tungstenite::tungstenite::Message;
+
+    type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+    async fn connect(s: &Server, cursor: Option<i64>) -> Client {
+        let q = cursor.map(|c| format!("?cursor={c}")).unwrap_or_default();
+        let url = format!("ws://{}/xrpc/com.atproto.sync.subscribeRepos{q}", s.addr);
+        tokio_tungstenite::connect_async(url).await.unwrap().0
+    }
+
+    /// Next frame as (header, body).
+    async fn frame(ws: &mut Client) -> (Ipld, Ipld) {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame in time")
+            .unwrap()
+            .unwrap();
+        let Message::Binary(bytes) = msg else {
+            panic!("not binary: {msg:?}")
+        };
+        // Two DAG-CBOR items back to back: find the split by re-encoding
+        // the decoded header.
+        for split in 1..bytes.len() {
+            if let (Ok(h), Ok(b)) = (cbor::decode(&bytes[..split]), cbor::decode(&bytes[split..])) {
+                return (h, b);
+            }
+        }
+        panic!("frame is not header + body");
+    }
+
+    fn t(h: &Ipld) -> &str {
+        h.get("t").and_then(Ipld::as_str).unwrap_or("")
+    }
+
+    #[tokio::test]
+    async fn replay_then_live_in_seq_order() {
+        let s = start().await;
+        let mut ws = connect(&s, Some(0)).await;
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let (h, b) = frame(&mut ws).await;
+            assert_eq!(h.get("op"), Some(&Ipld::Integer(1)));
+            seen.push((
+                t(&h).to_owned(),
+                b.get("seq").and_then(Ipld::as_integer).unwrap(),
+            ));
+        }
+        let kinds: Vec<_> = seen.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(kinds, ["#identity", "#account", "#commit"]);
+        // Live: a write shows up as the next #commit, with a higher seq.
+        let rec = json!({"repo": s.did, "collection": "app.bsky.feed.post",
+            "record": {"$type": "app.bsky.feed.post", "text": "live", "createdAt": "2026-01-01T00:00:00Z"}});
+        let (st, out) = s
+            .write("com.atproto.repo.createRecord", rec.to_string().as_bytes())
+            .await;
+        assert_eq!(st, 200);
+        let (h, b) = frame(&mut ws).await;
+        assert_eq!(t(&h), "#commit");
+        let seq = b.get("seq").and_then(Ipld::as_integer).unwrap();
+        assert!(seq > seen[2].1);
+        assert_eq!(
+            b.get("commit"),
+            Some(&Ipld::Link(
+                perch::cid::parse(out["commit"]["cid"].as_str().unwrap()).unwrap()
+            ))
+        );
+        assert_eq!(b.get("repo").and_then(Ipld::as_str), Some(s.did.as_str()));
+        assert!(b.get("prevData").is_some());
+        // A cursor replays strictly after it.
+        let mut ws2 = connect(&s, Some(seq - 1)).await;
+        let (_, b2) = frame(&mut ws2).await;
+        assert_eq!(b2.get("seq").and_then(Ipld::as_integer), Some(seq));
+    }
+
+    #[tokio::test]
+    async fn future_cursor_is_an_error_frame() {
+        let s = start().await;
+        let mut ws = connect(&s, Some(1_000_000)).await;
+        let (h, b) = frame(&mut ws).await;
+        assert_eq!(h.get("op"), Some(&Ipld::Integer(-1)));
+        assert_eq!(b.get("error").and_then(Ipld::as_str), Some("FutureCursor"));
+    }
+
+    #[tokio::test]
+    async fn not_a_websocket_request() {
+        let s = start().await;
+        let (st, b) = raw(s.addr, b"GET /xrpc/com.atproto.sync.subscribeRepos HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+        assert_eq!(st, 426, "{b}");
+        let (st, _) = raw(s.addr, b"GET /xrpc/com.atproto.sync.subscribeRepos?cursor=-4 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+        assert_eq!(st, 400);
+    }
+}

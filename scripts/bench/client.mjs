@@ -176,6 +176,12 @@ const commands = {
     child.on('exit', () => {
       exited = true
     })
+    for (const sig of ['SIGINT', 'SIGTERM']) {
+      process.on(sig, () => {
+        if (!exited) child.kill('SIGKILL')
+        process.exit(1)
+      })
+    }
     const deadline = Date.now() + Number(timeoutS) * 1000
     let ms = null
     while (!exited && Date.now() < deadline) {

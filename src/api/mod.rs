@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod auth;
+pub mod firehose;
 pub mod health;
 pub mod identity;
 pub mod repo;

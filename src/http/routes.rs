@@ -88,6 +88,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Respo
             crate::api::identity::well_known_atproto_did(&app, &req).await
         }
         "/.well-known/did.json" => crate::api::identity::well_known_did_json(&app).await,
+        "/xrpc/com.atproto.sync.subscribeRepos" => crate::api::firehose::subscribe(app, req).await,
         p if p.starts_with("/xrpc/") => {
             let nsid = p["/xrpc/".len()..].to_owned();
             let (parts, body) = req.into_parts();

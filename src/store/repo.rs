@@ -206,3 +206,13 @@ pub fn events_after(conn: &Connection, seq: i64, limit: u32) -> Result<Vec<Event
 pub fn last_seq(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row("SELECT max(seq) FROM event", [], |r| r.get(0))?)
 }
+
+/// The first event at or after `time` (an RFC 3339 string in the stored
+/// format), i.e. where the backfill window starts.
+pub fn first_seq_since(conn: &Connection, time: &str) -> Result<Option<i64>, StoreError> {
+    Ok(
+        conn.query_row("SELECT min(seq) FROM event WHERE time >= ?1", [time], |r| {
+            r.get(0)
+        })?,
+    )
+}

@@ -18,7 +18,7 @@ mod event;
 use std::sync::Arc;
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use apply::{CommitOutcome, MAX_OPS, OpResult, RepoWrite, WriteOp};
 
@@ -67,6 +67,8 @@ enum Job {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
+    /// The highest durable event `seq`, announced after each commit.
+    seq: watch::Receiver<i64>,
 }
 
 /// Jobs folded into one transaction at most.
@@ -83,12 +85,19 @@ impl Writer {
         on_orphaned_blobs: impl Fn(Vec<String>) + Send + 'static,
     ) -> Result<Writer, StoreError> {
         let conn = store.open_writer()?;
+        let last = crate::store::repo::last_seq(&conn)?.unwrap_or(0);
+        let (seq_tx, seq) = watch::channel(last);
         let (tx, rx) = mpsc::channel(1024);
         std::thread::Builder::new()
             .name("perch-writer".into())
-            .spawn(move || run(conn, state, rx, &on_orphaned_blobs))
+            .spawn(move || run(conn, state, rx, &on_orphaned_blobs, &seq_tx))
             .map_err(|_| StoreError::Join)?;
-        Ok(Writer { tx })
+        Ok(Writer { tx, seq })
+    }
+
+    /// Watch the highest durable event `seq` (for firehose subscribers).
+    pub fn seq_watch(&self) -> watch::Receiver<i64> {
+        self.seq.clone()
     }
 
     /// Apply a repo write; resolves once it is durable.
@@ -152,6 +161,7 @@ fn run(
     mut state: Option<RepoState>,
     mut rx: mpsc::Receiver<Job>,
     on_orphaned_blobs: &dyn Fn(Vec<String>),
+    seq_tx: &watch::Sender<i64>,
 ) {
     let mut clock = crate::tid::TidClock::new(clock_id());
     if let Some(s) = &state
@@ -168,6 +178,13 @@ fn run(
             }
         }
         let orphaned = run_group(&mut conn, &mut state, &mut clock, jobs);
+        if let Ok(Some(seq)) = crate::store::repo::last_seq(&conn) {
+            seq_tx.send_if_modified(|v| {
+                let changed = *v != seq;
+                *v = seq;
+                changed
+            });
+        }
         if !orphaned.is_empty() {
             on_orphaned_blobs(orphaned);
         }
