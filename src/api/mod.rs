@@ -62,6 +62,7 @@ fn lookup(nsid: &str) -> Option<(Kind, Handler)> {
         "com.atproto.sync.listBlobs" => (Q, h!(sync::list_blobs)),
         "com.atproto.sync.getRecord" => (Q, h!(sync::get_record)),
         "com.atproto.sync.getRepo" => (Q, h!(sync::get_repo)),
+        "com.atproto.sync.getBlocks" => (Q, h!(sync::get_blocks)),
         "com.atproto.identity.resolveHandle" => (Q, h!(identity::resolve_handle)),
         "app.bsky.actor.getPreferences" => (Q, h!(actor::get_preferences)),
         "app.bsky.actor.putPreferences" => (P, h!(actor::put_preferences)),

@@ -254,3 +254,46 @@ pub async fn get_record(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
         Ok(())
     }))
 }
+
+pub async fn get_blocks(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    let a = account_for(&app, &req).await?;
+    active(&a)?;
+    let cids = req.params("cids");
+    if cids.len() > 1000 {
+        return Err(XrpcError::invalid_request("at most 1000 cids"));
+    }
+    let cids: Vec<Cid> = cids
+        .iter()
+        .map(|s| {
+            crate::cid::parse(s)
+                .map_err(|_| XrpcError::invalid_request(format!("invalid cid: {s}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let want = cids.clone();
+    let missing = app
+        .store
+        .read(move |c| {
+            for cid in &want {
+                if store::repo::get_block(c, cid)?.is_none() {
+                    return Ok(Some(*cid));
+                }
+            }
+            Ok(None)
+        })
+        .await?;
+    if let Some(m) = missing {
+        return Err(XrpcError::lexicon(
+            "BlockNotFound",
+            format!("Could not find block: {m}"),
+        ));
+    }
+    Ok(car_stream(&app, move |c, w| {
+        let mut car = CarWriter::new(w, &[]).map_err(|e| e.to_string())?;
+        for cid in &cids {
+            if let Some(b) = store::repo::get_block(c, cid).map_err(|e| e.to_string())? {
+                car.write_block(cid, &b).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }))
+}

@@ -1,0 +1,208 @@
+// Turns the metrics that scripts/bench.sh collected into a table (stdout)
+// and a JSON file. Node builtins only.
+//
+//   node report.mjs METRICS.tsv OUT.json
+//
+// METRICS.tsv has one "server<TAB>key<TAB>json" line per figure; server is
+// "machine", "perch" or "reference".
+//
+// Ratios are "times better for perch": perch / reference for rates,
+// reference / perch for latencies, memory, start time and fsyncs. Targets are
+// reported (met or not), never asserted: the exit status is 0 either way.
+import { readFileSync, writeFileSync } from 'node:fs'
+
+const [tsv, outFile] = process.argv.slice(2)
+if (!tsv || !outFile) {
+  console.error('usage: node report.mjs METRICS.tsv OUT.json')
+  process.exit(2)
+}
+
+const raw = { machine: {}, perch: {}, reference: {} }
+for (const line of readFileSync(tsv, 'utf8').split('\n')) {
+  if (!line.trim()) continue
+  const [server, key, ...rest] = line.split('\t')
+  const text = rest.join('\t')
+  let value
+  try {
+    value = JSON.parse(text)
+  } catch {
+    value = text
+  }
+  ;(raw[server] ??= {})[key] = value
+}
+const hasRef = Object.keys(raw.reference).length > 0
+const m = raw.machine
+
+const median = (xs) => {
+  if (!Array.isArray(xs) || xs.length === 0) return null
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = s.length >> 1
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2
+}
+const mib = (kib) => (typeof kib === 'number' ? kib / 1024 : null)
+
+function derive(r) {
+  if (!r || Object.keys(r).length === 0) return null
+  const d = {}
+  const wrk = (phase, field) => r[phase]?.[field] ?? null
+  for (const phase of ['create_seq', 'create_c8', 'get_c8', 'list_c8']) {
+    d[`${phase}_rps`] = wrk(phase, 'ok_rps')
+    d[`${phase}_p50_ms`] = wrk(phase, 'p50_ms')
+    d[`${phase}_p99_ms`] = wrk(phase, 'p99_ms')
+    d[`${phase}_max_ms`] = wrk(phase, 'max_ms')
+    const e = r[phase]?.errors ?? {}
+    const failed = (wrk(phase, 'requests') ?? 0) - (wrk(phase, 'ok') ?? 0)
+    d[`${phase}_failed`] = failed + (e.connect ?? 0) + (e.read ?? 0) + (e.write ?? 0) + (e.timeout ?? 0)
+  }
+  d.idle_rss_mib = mib(r.idle_rss_kib)
+  d.login_hwm_mib = mib(r.idle_hwm_kib)
+  // after login the HWM was reset (clear_refs), so load_hwm is the peak of
+  // the load phases alone; without the reset it is the lifetime peak
+  d.peak_rss_load_mib = r.hwm_reset_after_login === true ? mib(r.load_hwm_kib) : null
+  d.peak_rss_lifetime_mib =
+    r.hwm_reset_after_login === true
+      ? Math.max(mib(r.idle_hwm_kib) ?? 0, mib(r.load_hwm_kib) ?? 0)
+      : mib(r.load_hwm_kib)
+  d.rss_after_load_mib = mib(r.load_rss_kib)
+  d.threads_idle = r.idle_threads ?? null
+  d.threads_after_load = r.load_threads ?? null
+  d.cold_start_ms = median(r.cold_start_ms_runs)
+  const n = m.fsync_writes
+  const base = r.fsync_run_0_calls ?? {}
+  const load = r[`fsync_run_${n}_calls`] ?? {}
+  const okWrites = r[`fsync_run_${n}_writes`]?.ok ?? 0
+  const sum = (o) => (o.fsync ?? 0) + (o.fdatasync ?? 0)
+  d.fsync_per_commit = okWrites > 0 ? (sum(load) - sum(base)) / okWrites : null
+  d.fsync_only_per_commit = okWrites > 0 ? ((load.fsync ?? 0) - (base.fsync ?? 0)) / okWrites : null
+  d.fdatasync_per_commit = okWrites > 0 ? ((load.fdatasync ?? 0) - (base.fdatasync ?? 0)) / okWrites : null
+  d.fsync_writes_ok = okWrites
+  const disk = m.disk_fsync?.fsyncs_per_sec
+  d.create_seq_pct_of_disk_fsync = disk && d.create_seq_rps != null ? (100 * d.create_seq_rps) / disk : null
+  d.alive_after_load = r.alive_after_load ?? null
+  return d
+}
+
+const P = derive(raw.perch)
+const R = hasRef ? derive(raw.reference) : null
+
+// key, label, unit, better (higher|lower), target {kind, value}
+const ROWS = [
+  ['create_seq_rps', 'createRecord/s, 1 writer', '/s', 'higher'],
+  ['create_seq_p50_ms', '  p50', 'ms', 'lower'],
+  ['create_seq_p99_ms', '  p99', 'ms', 'lower'],
+  ['create_seq_pct_of_disk_fsync', '  as % of disk fsync/s', '%', 'higher', { kind: 'perch>=', value: 80 }],
+  ['create_c8_rps', 'createRecord/s, 8 writers', '/s', 'higher', { kind: 'ratio>=', value: 30 }],
+  ['create_c8_p50_ms', '  p50', 'ms', 'lower'],
+  ['create_c8_p99_ms', '  p99', 'ms', 'lower'],
+  ['get_c8_rps', 'getRecord/s, 8 conns', '/s', 'higher', { kind: 'ratio>=', value: 25 }],
+  ['get_c8_p50_ms', '  p50', 'ms', 'lower'],
+  ['get_c8_p99_ms', '  p99', 'ms', 'lower'],
+  ['list_c8_rps', 'listRecords/s (limit 50), 8 conns', '/s', 'higher'],
+  ['list_c8_p50_ms', '  p50', 'ms', 'lower'],
+  ['list_c8_p99_ms', '  p99', 'ms', 'lower'],
+  ['idle_rss_mib', 'idle RSS (after start + login)', 'MiB', 'lower', { kind: 'perch<=', value: 8 }],
+  ['peak_rss_load_mib', 'peak RSS under load', 'MiB', 'lower', { kind: 'perch<=', value: 32 }],
+  ['login_hwm_mib', 'peak RSS start + login', 'MiB', 'lower'],
+  ['rss_after_load_mib', 'RSS after load', 'MiB', 'lower'],
+  ['threads_after_load', 'threads after load', '', 'lower'],
+  ['cold_start_ms', `cold start to healthy (median of ${m.cold_runs ?? '?'})`, 'ms', 'lower', { kind: 'perch<=', value: 20 }],
+  ['fsync_per_commit', 'fsync+fdatasync per commit', '', 'lower', { kind: 'perch==', value: 1 }],
+  ['failed_total', 'failed requests (non-2xx, socket errors)', '', 'lower'],
+]
+for (const d of [P, R]) {
+  if (d) d.failed_total = ['create_seq', 'create_c8', 'get_c8', 'list_c8'].reduce((a, p) => a + (d[`${p}_failed`] ?? 0), 0)
+}
+
+function ratio(key, better) {
+  if (!R) return null
+  const p = P[key]
+  const r = R[key]
+  if (typeof p !== 'number' || typeof r !== 'number') return null
+  if (better === 'higher') return r > 0 ? p / r : null
+  return p > 0 ? r / p : null
+}
+
+function targetMet(t, key, rat) {
+  if (!t) return null
+  const p = P[key]
+  switch (t.kind) {
+    case 'perch>=':
+      return typeof p === 'number' ? p >= t.value : null
+    case 'perch<=':
+      return typeof p === 'number' ? p <= t.value : null
+    case 'perch==':
+      return typeof p === 'number' ? Math.abs(p - t.value) < 0.005 : null
+    case 'ratio>=':
+      return typeof rat === 'number' ? rat >= t.value : null
+  }
+  return null
+}
+const targetText = (t) => {
+  if (!t) return ''
+  const op = t.kind.replace(/^(perch|ratio)/, '').replace('>=', '≥ ').replace('<=', '≤ ').replace('==', '= ')
+  return t.kind.startsWith('ratio') ? `${op}${t.value}×` : `${op}${t.value}`
+}
+
+const rows = ROWS.map(([key, label, unit, better, target]) => {
+  const rat = ratio(key, better)
+  return {
+    key,
+    metric: label.trim(),
+    unit,
+    better,
+    perch: P?.[key] ?? null,
+    reference: R?.[key] ?? null,
+    ratio: rat,
+    target: target ? targetText(target) : null,
+    target_met: targetMet(target, key, rat),
+  }
+})
+
+const fmt = (v, unit) => {
+  if (v === null || v === undefined) return '-'
+  if (typeof v !== 'number') return String(v)
+  if (unit === '/s') return v >= 100 ? v.toFixed(0) : v.toFixed(1)
+  if (unit === 'ms') return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)
+  if (unit === 'MiB') return v.toFixed(1)
+  if (unit === '%') return v.toFixed(0)
+  if (Number.isInteger(v)) return String(v)
+  return v.toFixed(2)
+}
+const table = [['metric', 'unit', 'perch', 'reference', 'ratio (× perch better)', 'target']]
+for (const [i, row] of rows.entries()) {
+  const label = ROWS[i][1]
+  const tgt = row.target ? `${row.target} ${row.target_met === null ? '?' : row.target_met ? 'met' : 'MISSED'}` : ''
+  table.push([
+    label,
+    row.unit,
+    fmt(row.perch, row.unit),
+    hasRef ? fmt(row.reference, row.unit) : '-',
+    row.ratio === null ? '-' : `${row.ratio >= 100 ? row.ratio.toFixed(0) : row.ratio.toFixed(1)}×`,
+    tgt,
+  ])
+}
+const widths = table[0].map((_, c) => Math.max(...table.map((r) => [...r[c]].length)))
+const line = (r) => '| ' + r.map((cell, c) => (c >= 2 && c <= 4 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join(' | ') + ' |'
+console.log()
+console.log(`perch ${m.perch_version ?? ''} vs ${hasRef ? `@atproto/pds ${m.reference_version}` : '(no reference: --perch-only)'}`)
+console.log(
+  `machine: ${m.nproc} cores, kernel ${m.kernel}; disk: ${fmt(m.disk_fsync?.fsyncs_per_sec, '/s')} fsync/s (4 KiB append + fsync); ` +
+    `${m.duration_s} s per load phase; wrk shares the cores with the server`,
+)
+console.log(line(table[0]))
+console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|')
+for (const r of table.slice(1)) console.log(line(r))
+for (const [name, d] of [['perch', P], ['reference', R]]) {
+  if (!d) continue
+  const detail = `fsync ${fmt(d.fsync_only_per_commit)} + fdatasync ${fmt(d.fdatasync_per_commit)} per commit over ${d.fsync_writes_ok} writes`
+  console.log(`${name}: ${detail}; served a write after the load: ${d.alive_after_load}`)
+}
+
+const result = {
+  generated_at: new Date().toISOString(),
+  machine: m,
+  rows,
+  derived: { perch: P, reference: R },
+  raw: { perch: raw.perch, reference: hasRef ? raw.reference : null },
+}
+writeFileSync(outFile, JSON.stringify(result, null, 2) + '\n')
