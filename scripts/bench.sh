@@ -229,7 +229,7 @@ start_server() {
     PIDS+=("$tracer")
     SERVER_PID=
     for _ in $(seq 500); do
-      SERVER_PID=$(ps -o pid= --ppid "$tracer" | head -n 1 | tr -d ' ')
+      SERVER_PID=$(ps -o pid= --ppid "$tracer" 2>/dev/null | head -n 1 | tr -d ' ' || true)
       [[ -n $SERVER_PID ]] && break
       kill -0 "$tracer" 2>/dev/null || die "strace exited (see $logfile)"
       sleep 0.01
@@ -352,6 +352,7 @@ bench_server() { # bench_server SERVER TEMPLATE_DATADIR
 # --- run ---------------------------------------------------------------------
 log "work dir $WORK; perch $PERCH_BIN; ${DURATION}s per load phase"
 metric machine nproc "$(nproc)"
+metric machine loadavg_start "\"$(cut -d' ' -f1-3 /proc/loadavg)\""
 metric machine kernel "\"$(uname -r)\""
 metric machine duration_s "$DURATION"
 metric machine fsync_writes "$FSYNC_WRITES"
@@ -389,5 +390,6 @@ if ((PERCH_ONLY == 0)); then
   bench_server reference "$WORK/reference-template"
 fi
 
+metric machine loadavg_end "\"$(cut -d' ' -f1-3 /proc/loadavg)\""
 node "$HERE/report.mjs" "$RES/metrics.tsv" "$OUT"
 log "wrote $OUT"

@@ -10,7 +10,6 @@ use rand_core::OsRng;
 use crate::app::App;
 use crate::identity::plc;
 use crate::keys::{self, KeyDir};
-use crate::net::Net;
 use crate::store::account::{self, Account};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,8 +103,8 @@ async fn register_plc(app: &App, handle: &str) -> Result<String, AccountError> {
     .map_err(|e| AccountError::Plc(e.to_string()))?;
     let signed = plc::sign(op, &rotation);
     let did = plc::did_for_genesis(&signed).map_err(|e| AccountError::Plc(e.to_string()))?;
-    let net = Net::new(app.config.allow_loopback);
-    let (status, body) = net
+    let (status, body) = app
+        .net
         .json(
             Method::POST,
             &format!("{plc_url}/{did}"),

@@ -21,6 +21,8 @@ pub struct App {
     /// This server's own DID (`did:web:<hostname>`), the `aud` of sessions.
     pub service_did: String,
     pub login_limiter: Mutex<LoginLimiter>,
+    /// Outbound HTTP(S), with the private-address guard.
+    pub net: crate::net::Net,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +62,9 @@ impl App {
             blob_files.delete_many_blocking(&cids)
         })?;
         let service_did = format!("did:web:{}", config.hostname);
+        let net = crate::net::Net::new(config.allow_loopback);
         Ok(Arc::new(App {
+            net,
             config,
             store,
             writer,

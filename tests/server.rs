@@ -20,12 +20,17 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with(|_| {}).await
+}
+
+async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = Config::dev(dir.path());
     config.listen = addr;
     config.blob_limit = 64 * 1024;
+    tweak(&mut config);
     let app = App::open(config).await.unwrap();
     let acct = account::create(&app, "alice.test", "correct horse", None, DidMethod::Web)
         .await
@@ -591,5 +596,140 @@ mod sync_reads {
             .unwrap()
             .count();
         assert!((2..20).contains(&n), "diff CAR has {n} blocks");
+    }
+}
+
+mod proxy {
+    use super::*;
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use perch::crypto::PublicKey;
+    use perch::crypto::jwt::Jwt;
+
+    /// A stand-in AppView on loopback that reports what it received.
+    async fn fake_appview() -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let auth = req
+                                .headers()
+                                .get("authorization")
+                                .map(|v| v.to_str().unwrap().to_owned())
+                                .unwrap_or_default();
+                            let _ = tx.send((req.uri().to_string(), auth));
+                            let mut r = hyper::Response::new(Full::new(bytes::Bytes::from_static(
+                                br#"{"feed":[],"from":"appview"}"#,
+                            )));
+                            r.headers_mut()
+                                .insert("content-type", "application/json".parse().unwrap());
+                            r.headers_mut()
+                                .insert("atproto-repo-rev", "3kabc".parse().unwrap());
+                            Ok::<_, std::convert::Infallible>(r)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn appview_calls_are_forwarded_with_service_auth() {
+        let (upstream, mut seen) = fake_appview().await;
+        let s = start_with(|c| {
+            c.appview_url = format!("http://{upstream}");
+            c.appview_did = "did:web:appview.test".into();
+            c.allow_loopback = true;
+        })
+        .await;
+        let auth = format!("Bearer {}", s.token);
+        let (st, b) = s
+            .call(
+                "GET",
+                "app.bsky.feed.getTimeline?limit=5",
+                &[("authorization", &auth)],
+                b"",
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+        assert_eq!(b["from"], "appview");
+        let (uri, upstream_auth) = seen.recv().await.unwrap();
+        assert_eq!(uri, "/xrpc/app.bsky.feed.getTimeline?limit=5");
+        let token = upstream_auth.strip_prefix("Bearer ").unwrap();
+        let jwt = Jwt::decode(token).unwrap();
+        assert_eq!(jwt.claims["iss"], s.did.as_str());
+        assert_eq!(jwt.claims["aud"], "did:web:appview.test#bsky_appview");
+        assert_eq!(jwt.claims["lxm"], "app.bsky.feed.getTimeline");
+        let ttl = jwt.claims["exp"].as_i64().unwrap() - jwt.claims["iat"].as_i64().unwrap();
+        assert!(ttl > 0 && ttl <= 60);
+        // The signature checks out with the key in our DID document.
+        let (_, doc) = raw(
+            s.addr,
+            b"GET /.well-known/did.json HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let key = PublicKey::from_multikey(
+            doc["verificationMethod"][0]["publicKeyMultibase"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        jwt.verify_es(&key).unwrap();
+
+        // Without a session nothing is forwarded.
+        let (st, b) = s.call("GET", "app.bsky.feed.getTimeline", &[], b"").await;
+        assert_xrpc_error(st, &b, 401, "AuthenticationRequired");
+        assert!(seen.try_recv().is_err());
+        // Protected methods are never proxied, whatever the header says.
+        let (st, _) = s
+            .call(
+                "POST",
+                "com.atproto.server.updateEmail",
+                &[
+                    ("authorization", &auth),
+                    ("atproto-proxy", "did:web:appview.test#bsky_appview"),
+                    ("content-type", "application/json"),
+                ],
+                b"{}",
+            )
+            .await;
+        assert_eq!(st, 400);
+        assert!(seen.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn private_upstreams_are_refused_by_default() {
+        let (upstream, mut seen) = fake_appview().await;
+        let s = start_with(|c| {
+            c.appview_url = format!("http://{upstream}");
+            c.allow_loopback = false;
+        })
+        .await;
+        let auth = format!("Bearer {}", s.token);
+        let (st, b) = s
+            .call(
+                "GET",
+                "app.bsky.feed.getTimeline",
+                &[("authorization", &auth)],
+                b"",
+            )
+            .await;
+        assert_xrpc_error(st, &b, 502, "UpstreamFailure");
+        assert!(seen.try_recv().is_err());
     }
 }

@@ -184,11 +184,12 @@ for (const [i, row] of rows.entries()) {
 const widths = table[0].map((_, c) => Math.max(...table.map((r) => [...r[c]].length)))
 const line = (r) => '| ' + r.map((cell, c) => (c >= 2 && c <= 4 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join(' | ') + ' |'
 console.log()
-console.log(`perch ${m.perch_version ?? ''} vs ${hasRef ? `@atproto/pds ${m.reference_version}` : '(no reference: --perch-only)'}`)
+console.log(`${m.perch_version ?? 'perch'} vs ${hasRef ? `@atproto/pds ${m.reference_version}` : '(no reference: --perch-only)'}`)
 console.log(
   `machine: ${m.nproc} cores, kernel ${m.kernel}; disk: ${fmt(m.disk_fsync?.fsyncs_per_sec, '/s')} fsync/s (4 KiB append + fsync); ` +
     `${m.duration_s} s per load phase; wrk shares the cores with the server`,
 )
+console.log(`load average at start ${m.loadavg_start ?? '?'}, at end ${m.loadavg_end ?? '?'} (other work on the machine skews the figures)`)
 console.log(line(table[0]))
 console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|')
 for (const r of table.slice(1)) console.log(line(r))

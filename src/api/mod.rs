@@ -6,6 +6,7 @@ pub mod auth;
 pub mod firehose;
 pub mod health;
 pub mod identity;
+pub mod proxy;
 pub mod repo;
 pub mod server;
 pub mod sync;
@@ -72,6 +73,10 @@ fn lookup(nsid: &str) -> Option<(Kind, Handler)> {
 
 pub async fn dispatch(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     let Some((kind, handler)) = lookup(&req.nsid) else {
+        if proxy::wants_proxy(&req) {
+            let q = req.raw_query.clone();
+            return proxy::forward(app, req, q).await;
+        }
         return Err(XrpcError::method_not_implemented());
     };
     let ok = match kind {

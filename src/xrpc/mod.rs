@@ -32,6 +32,8 @@ pub enum XrpcResponse {
         body: Body,
         headers: Vec<(header::HeaderName, String)>,
     },
+    /// A complete response passed through as is (proxying).
+    Raw(Response<Body>),
 }
 
 impl XrpcResponse {
@@ -56,6 +58,7 @@ impl XrpcResponse {
                 b.body(body)
                     .unwrap_or_else(|_| XrpcError::internal("bad response headers").into_response())
             }
+            XrpcResponse::Raw(r) => r,
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct XrpcRequest {
     pub nsid: String,
     pub method: Method,
     pub query: Vec<(String, String)>,
+    /// The query string as received (forwarded verbatim when proxying).
+    pub raw_query: Option<String>,
     pub headers: HeaderMap,
     pub peer: IpAddr,
     pub body: Option<Incoming>,
@@ -72,6 +74,7 @@ impl XrpcRequest {
             nsid,
             method,
             query: decode_query(query.unwrap_or(""))?,
+            raw_query: query.map(str::to_owned),
             headers,
             peer,
             body,

@@ -1,0 +1,222 @@
+//! Service proxying: methods this PDS does not implement itself (the
+//! AppView's `app.bsky.*`, chat's `chat.bsky.*`, or anything named by an
+//! `atproto-proxy` header) are forwarded to the service on the user's
+//! behalf, with a short-lived service-auth token signed by the account key.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, Response, StatusCode, header};
+use rand_core::OsRng;
+use serde_json::Value;
+
+use super::HandlerResult;
+use super::auth;
+use crate::app::App;
+use crate::net::NetError;
+use crate::xrpc::{Body, RECORD_LIMIT, XrpcError, XrpcRequest, XrpcResponse};
+
+/// Account-management methods are never sent elsewhere (reference list).
+const PROTECTED: &[&str] = &[
+    "com.atproto.admin.sendEmail",
+    "com.atproto.identity.requestPlcOperationSignature",
+    "com.atproto.identity.signPlcOperation",
+    "com.atproto.identity.updateHandle",
+    "com.atproto.server.activateAccount",
+    "com.atproto.server.confirmEmail",
+    "com.atproto.server.createAppPassword",
+    "com.atproto.server.deactivateAccount",
+    "com.atproto.server.getAccountInviteCodes",
+    "com.atproto.server.getSession",
+    "com.atproto.server.listAppPasswords",
+    "com.atproto.server.requestAccountDelete",
+    "com.atproto.server.requestEmailConfirmation",
+    "com.atproto.server.requestEmailUpdate",
+    "com.atproto.server.revokeAppPassword",
+    "com.atproto.server.updateEmail",
+];
+
+const FORWARD_REQUEST: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "atproto-accept-labelers",
+    "x-bsky-topics",
+    "content-type",
+];
+
+const FORWARD_RESPONSE: &[&str] = &[
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "content-language",
+    "atproto-repo-rev",
+    "atproto-content-labelers",
+    "retry-after",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "ratelimit-policy",
+];
+
+/// Whether an unknown method should be proxied rather than answered 501.
+pub fn wants_proxy(req: &XrpcRequest) -> bool {
+    req.header("atproto-proxy").is_some()
+        || req.nsid.starts_with("app.bsky.")
+        || req.nsid.starts_with("chat.bsky.")
+}
+
+/// Where to send it: (service endpoint URL, `aud` = `did#service`).
+async fn target(app: &App, req: &XrpcRequest) -> Result<(String, String), XrpcError> {
+    let (did, id) = match req.header("atproto-proxy") {
+        Some(h) => {
+            let (did, id) = h.split_once('#').ok_or_else(|| {
+                XrpcError::invalid_request("atproto-proxy must be <did>#<service>")
+            })?;
+            crate::syntax::validate_did(did)
+                .map_err(|_| XrpcError::invalid_request("atproto-proxy: invalid DID"))?;
+            (did.to_owned(), id.to_owned())
+        }
+        None if req.nsid.starts_with("chat.bsky.") => {
+            (app.config.chat_did.clone(), "bsky_chat".to_owned())
+        }
+        None => (app.config.appview_did.clone(), "bsky_appview".to_owned()),
+    };
+    let aud = format!("{did}#{id}");
+    if did == app.config.appview_did && id == "bsky_appview" {
+        return Ok((app.config.appview_url.clone(), aud));
+    }
+    if did == app.config.chat_did && id == "bsky_chat" {
+        return Ok((app.config.chat_url.clone(), aud));
+    }
+    let endpoint = resolve_service(app, &did, &id).await?;
+    Ok((endpoint, aud))
+}
+
+/// Find `#id` among the services of `did`'s document.
+async fn resolve_service(app: &App, did: &str, id: &str) -> Result<String, XrpcError> {
+    let url = if let Some(host) = did.strip_prefix("did:web:") {
+        if host.contains(':') {
+            return Err(XrpcError::invalid_request("unsupported did:web form"));
+        }
+        format!("https://{host}/.well-known/did.json")
+    } else if did.starts_with("did:plc:") && !app.config.plc_url.is_empty() {
+        format!("{}/{did}", app.config.plc_url.trim_end_matches('/'))
+    } else {
+        return Err(XrpcError::invalid_request(format!("cannot resolve {did}")));
+    };
+    let (status, body) = app
+        .net
+        .json(Method::GET, &url, None)
+        .await
+        .map_err(upstream)?;
+    if !status.is_success() {
+        return Err(XrpcError::invalid_request(format!(
+            "could not resolve {did}"
+        )));
+    }
+    let doc: Value = serde_json::from_slice(&body)
+        .map_err(|_| XrpcError::invalid_request(format!("bad DID document for {did}")))?;
+    let want_rel = format!("#{id}");
+    let want_abs = format!("{did}#{id}");
+    doc.get("service")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|s| {
+            s.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|x| x == want_rel || x == want_abs)
+        })
+        .and_then(|s| s.get("serviceEndpoint").and_then(Value::as_str))
+        .map(|e| e.trim_end_matches('/').to_owned())
+        .ok_or_else(|| XrpcError::invalid_request(format!("{did} has no service #{id}")))
+}
+
+fn upstream(e: NetError) -> XrpcError {
+    match e {
+        NetError::Timeout(_) => XrpcError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "UpstreamTimeout",
+            "upstream timed out",
+        ),
+        NetError::Private(_) | NetError::BadUrl(_) => XrpcError::new(
+            StatusCode::BAD_GATEWAY,
+            "UpstreamFailure",
+            "upstream is not reachable",
+        ),
+        other => {
+            tracing::warn!("proxy: {other}");
+            XrpcError::new(
+                StatusCode::BAD_GATEWAY,
+                "UpstreamFailure",
+                "upstream failed",
+            )
+        }
+    }
+}
+
+pub async fn forward(app: Arc<App>, mut req: XrpcRequest, query: Option<String>) -> HandlerResult {
+    if PROTECTED.contains(&req.nsid.as_str()) {
+        return Err(XrpcError::invalid_request("Bad token method"));
+    }
+    let session = auth::require_user(&app, &req).await?;
+    if req.nsid.starts_with("chat.bsky.")
+        && session.scope.is_app_password()
+        && !session.scope.is_privileged()
+    {
+        return Err(XrpcError::invalid_token("Bad token method"));
+    }
+    let (endpoint, aud) = target(&app, &req).await?;
+    let now = auth::now();
+    let token = crate::auth::mint_service_auth(
+        &app.repo_key,
+        &session.did,
+        &aud,
+        Some(&req.nsid),
+        now,
+        60,
+        &mut OsRng,
+    );
+    let body = if req.method == Method::POST {
+        req.bytes(RECORD_LIMIT).await?
+    } else {
+        Bytes::new()
+    };
+    let mut url = format!("{}/xrpc/{}", endpoint.trim_end_matches('/'), req.nsid);
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(&q);
+    }
+    let mut out = Request::builder()
+        .method(req.method.clone())
+        .uri(&url)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(
+            header::USER_AGENT,
+            concat!("perch/", env!("CARGO_PKG_VERSION")),
+        );
+    for name in FORWARD_REQUEST {
+        if let Some(v) = req.headers.get(*name) {
+            out = out.header(*name, v);
+        }
+    }
+    let out = out
+        .body(Full::new(body))
+        .map_err(|_| XrpcError::invalid_request("bad request"))?;
+    let resp = app.net.send(out).await.map_err(upstream)?;
+    Ok(XrpcResponse::Raw(relay_response(resp)))
+}
+
+fn relay_response(resp: Response<hyper::body::Incoming>) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let mut r = Response::new(body.map_err(std::io::Error::other).boxed());
+    *r.status_mut() = parts.status;
+    for name in FORWARD_RESPONSE {
+        if let Some(v) = parts.headers.get(*name) {
+            r.headers_mut().insert(*name, v.clone());
+        }
+    }
+    r
+}
