@@ -23,6 +23,8 @@ pub struct App {
     pub login_limiter: Mutex<LoginLimiter>,
     /// Outbound HTTP(S), with the private-address guard.
     pub net: crate::net::Net,
+    /// What the relays said when asked to crawl us.
+    pub crawl: crate::crawl::CrawlState,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,7 @@ impl App {
         let service_did = format!("did:web:{}", config.hostname);
         let net = crate::net::Net::new(config.allow_loopback);
         Ok(Arc::new(App {
+            crawl: crate::crawl::CrawlState::default(),
             net,
             config,
             store,

@@ -14,6 +14,7 @@ pub mod cbor;
 pub mod cid;
 pub mod cli;
 pub mod config;
+pub mod crawl;
 pub mod crypto;
 pub mod http;
 pub mod identity;

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 struct Server {
     _dir: tempfile::TempDir,
+    app: Arc<App>,
     addr: std::net::SocketAddr,
     did: String,
     token: String,
@@ -42,6 +43,7 @@ async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
     ));
     let mut s = Server {
         _dir: dir,
+        app: Arc::clone(&app),
         addr,
         did: acct.did,
         token: String::new(),
@@ -731,5 +733,35 @@ mod proxy {
             .await;
         assert_xrpc_error(st, &b, 502, "UpstreamFailure");
         assert!(seen.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn relays_are_asked_to_crawl_and_it_shows_in_readyz() {
+        let (relay, mut seen) = fake_appview().await;
+        let s = start_with(|c| {
+            c.relays = vec![format!("http://{relay}")];
+            c.allow_loopback = true;
+        })
+        .await;
+        let app_for_crawl = s.app.clone();
+        tokio::spawn(perch::crawl::run(app_for_crawl));
+        let (uri, _) = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(uri, "/xrpc/com.atproto.sync.requestCrawl");
+        // The answer is recorded for the status page.
+        for _ in 0..50 {
+            let (_, b) = raw(
+                s.addr,
+                b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            )
+            .await;
+            if b["relays"][0]["result"] == "ok" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("readyz never showed the relay's answer");
     }
 }

@@ -21,7 +21,13 @@ pub async fn readyz(app: &Arc<App>) -> Response<Body> {
     let (status, body) = match account {
         Ok(Some(a)) => (
             StatusCode::OK,
-            json!({ "ready": true, "did": a.did, "handle": a.handle }),
+            json!({
+                "ready": true,
+                "did": a.did,
+                "handle": a.handle,
+                "relays": app.crawl.to_json(),
+                "firehoseSeq": *app.writer.seq_watch().borrow(),
+            }),
         ),
         Ok(None) => (
             StatusCode::SERVICE_UNAVAILABLE,

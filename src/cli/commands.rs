@@ -74,6 +74,7 @@ pub fn serve(config: Config) -> Result<(), CliError> {
             env!("CARGO_PKG_VERSION")
         );
         tokio::spawn(blob_gc(Arc::clone(&app)));
+        tokio::spawn(crate::crawl::run(Arc::clone(&app)));
         crate::http::serve(app, listener, shutdown_signal())
             .await
             .map_err(msg)?;
