@@ -76,6 +76,24 @@ fn validation_status(_validate: Option<bool>) -> &'static str {
     "unknown"
 }
 
+fn opt_cid(name: &str, v: Option<&str>) -> Result<Option<Cid>, XrpcError> {
+    v.map(|s| parse_cid_field(name, s)).transpose()
+}
+
+/// The output of createRecord and putRecord.
+fn record_written(out: &CommitOutcome, validate: Option<bool>) -> Value {
+    let r = &out.results[0];
+    let mut body = json!({
+        "uri": r.uri,
+        "cid": r.cid.map(|c| c.to_string()),
+        "validationStatus": validation_status(validate),
+    });
+    if let Some(m) = commit_meta(out) {
+        body["commit"] = m;
+    }
+    body
+}
+
 fn commit_meta(out: &CommitOutcome) -> Option<Value> {
     out.commit
         .as_ref()
@@ -106,11 +124,7 @@ pub async fn create_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult
         None => crate::tid::now().to_string(),
     };
     let record = record_value(&input.collection, &input.record)?;
-    let swap_commit = input
-        .swap_commit
-        .as_deref()
-        .map(|s| parse_cid_field("swapCommit", s))
-        .transpose()?;
+    let swap_commit = opt_cid("swapCommit", input.swap_commit.as_deref())?;
     let out = app
         .writer
         .write(RepoWrite {
@@ -123,16 +137,7 @@ pub async fn create_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult
         })
         .await
         .map_err(write_error)?;
-    let r = &out.results[0];
-    let mut body = json!({
-        "uri": r.uri,
-        "cid": r.cid.map(|c| c.to_string()),
-        "validationStatus": validation_status(input.validate),
-    });
-    if let Some(m) = commit_meta(&out) {
-        body["commit"] = m;
-    }
-    Ok(XrpcResponse::Json(body))
+    Ok(XrpcResponse::Json(record_written(&out, input.validate)))
 }
 
 #[derive(Deserialize)]
@@ -167,11 +172,7 @@ pub async fn put_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
         Some(None) => Some(None),
         Some(Some(s)) => Some(Some(parse_cid_field("swapRecord", &s)?)),
     };
-    let swap_commit = input
-        .swap_commit
-        .as_deref()
-        .map(|s| parse_cid_field("swapCommit", s))
-        .transpose()?;
+    let swap_commit = opt_cid("swapCommit", input.swap_commit.as_deref())?;
     let out = app
         .writer
         .write(RepoWrite {
@@ -185,16 +186,7 @@ pub async fn put_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
         })
         .await
         .map_err(write_error)?;
-    let r = &out.results[0];
-    let mut body = json!({
-        "uri": r.uri,
-        "cid": r.cid.map(|c| c.to_string()),
-        "validationStatus": validation_status(input.validate),
-    });
-    if let Some(m) = commit_meta(&out) {
-        body["commit"] = m;
-    }
-    Ok(XrpcResponse::Json(body))
+    Ok(XrpcResponse::Json(record_written(&out, input.validate)))
 }
 
 #[derive(Deserialize)]
@@ -213,16 +205,8 @@ pub async fn delete_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult
     check_repo(&session, &input.repo)?;
     check_collection(&input.collection)?;
     check_rkey(&input.rkey)?;
-    let swap_record = input
-        .swap_record
-        .as_deref()
-        .map(|s| parse_cid_field("swapRecord", s))
-        .transpose()?;
-    let swap_commit = input
-        .swap_commit
-        .as_deref()
-        .map(|s| parse_cid_field("swapCommit", s))
-        .transpose()?;
+    let swap_record = opt_cid("swapRecord", input.swap_record.as_deref())?;
+    let swap_commit = opt_cid("swapCommit", input.swap_commit.as_deref())?;
     let out = app
         .writer
         .write(RepoWrite {
@@ -312,11 +296,7 @@ pub async fn apply_writes(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult 
         kinds.push(t.to_owned());
         ops.push(op);
     }
-    let swap_commit = input
-        .swap_commit
-        .as_deref()
-        .map(|s| parse_cid_field("swapCommit", s))
-        .transpose()?;
+    let swap_commit = opt_cid("swapCommit", input.swap_commit.as_deref())?;
     let out = app
         .writer
         .write(RepoWrite { ops, swap_commit })
