@@ -227,9 +227,17 @@ start_server() {
     strace --seccomp-bpf -f -c -e trace=fsync,fdatasync -o "$trace" "${CMD[@]}" >"$logfile" 2>&1 &
     local tracer=$!
     PIDS+=("$tracer")
+    # strace forks short-lived probe children of its own before the
+    # tracee: wait for the child that runs the server's executable
+    local exe child
+    exe=$(readlink -f "${CMD[0]}")
     SERVER_PID=
-    for _ in $(seq 500); do
-      SERVER_PID=$(ps -o pid= --ppid "$tracer" 2>/dev/null | head -n 1 | tr -d ' ' || true)
+    for _ in $(seq 1000); do
+      for child in $(ps -o pid= --ppid "$tracer" 2>/dev/null || true); do
+        if [[ $(readlink -f "/proc/$child/exe" 2>/dev/null || true) == "$exe" ]]; then
+          SERVER_PID=$child
+        fi
+      done
       [[ -n $SERVER_PID ]] && break
       kill -0 "$tracer" 2>/dev/null || die "strace exited (see $logfile)"
       sleep 0.01

@@ -121,3 +121,155 @@ pub fn web_did(hostname: &str, port: u16, dev: bool) -> String {
         format!("did:web:{hostname}")
     }
 }
+
+fn rotation_did_key(app: &App) -> Result<Option<String>, XrpcError> {
+    let kd = crate::keys::KeyDir::open(&app.config.data_dir).map_err(XrpcError::internal)?;
+    Ok(kd
+        .keypair(crate::keys::ROTATION_KEY)
+        .map_err(XrpcError::internal)?
+        .map(|k| k.did_key()))
+}
+
+/// What this PDS wants in the account's DID document (used by migration).
+pub async fn get_recommended_did_credentials(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    super::auth::require_user(&app, &req).await?;
+    let acct = app
+        .account()
+        .await?
+        .ok_or_else(|| XrpcError::invalid_request("no account"))?;
+    let rotation: Vec<String> = rotation_did_key(&app)?.into_iter().collect();
+    Ok(XrpcResponse::Json(json!({
+        "rotationKeys": rotation,
+        "alsoKnownAs": [format!("at://{}", acct.handle)],
+        "verificationMethods": { "atproto": app.repo_key.did_key() },
+        "services": {
+            "atproto_pds": {
+                "type": "AtprotoPersonalDataServer",
+                "endpoint": app.config.public_url(),
+            }
+        },
+    })))
+}
+
+/// Check that `handle` points at `did`: its `/.well-known/atproto-did`
+/// must answer with the DID. (DNS TXT verification is not implemented.)
+async fn handle_resolves_to(app: &App, handle: &str, did: &str) -> bool {
+    // Development handles under .test cannot resolve anywhere.
+    if app.config.dev && handle.ends_with(".test") {
+        return true;
+    }
+    let url = format!("https://{handle}/.well-known/atproto-did");
+    match app.net.json(hyper::Method::GET, &url, None).await {
+        Ok((status, body)) if status.is_success() => String::from_utf8_lossy(&body).trim() == did,
+        _ => false,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct UpdateHandleInput {
+    handle: String,
+}
+
+pub async fn update_handle(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    let session = super::auth::require_user(&app, &req).await?;
+    let input: UpdateHandleInput = req.json(crate::xrpc::JSON_LIMIT).await?;
+    syntax::validate_handle(&input.handle)
+        .map_err(|e| XrpcError::lexicon("InvalidHandle", e.to_string()))?;
+    let handle = syntax::normalize_handle(&input.handle);
+    if syntax::is_disallowed_tld(&handle) && !(app.config.dev && handle.ends_with(".test")) {
+        return Err(XrpcError::lexicon(
+            "InvalidHandle",
+            "Handle TLD is not allowed",
+        ));
+    }
+    if handle == session.handle {
+        return Ok(XrpcResponse::Empty);
+    }
+    if handle != app.config.hostname && !handle_resolves_to(&app, &handle, &session.did).await {
+        return Err(XrpcError::invalid_request(format!(
+            "External handle did not resolve to DID: https://{handle}/.well-known/atproto-did must answer {}",
+            session.did
+        )));
+    }
+    if session.did.starts_with("did:plc:") {
+        plc_set_handle(&app, &session.did, &handle).await?;
+    }
+    app.writer.set_handle(session.did.clone(), handle).await?;
+    Ok(XrpcResponse::Empty)
+}
+
+/// Sign and submit a PLC operation that changes `alsoKnownAs`.
+async fn plc_set_handle(app: &App, did: &str, handle: &str) -> Result<(), XrpcError> {
+    use crate::identity::plc;
+    let base = app.config.plc_url.trim_end_matches('/');
+    if base.is_empty() {
+        return Err(XrpcError::invalid_request("no PLC directory configured"));
+    }
+    let fetch = |path: String| async move {
+        let (status, body) = app
+            .net
+            .json(hyper::Method::GET, &path, None)
+            .await
+            .map_err(|e| {
+                XrpcError::new(
+                    hyper::StatusCode::BAD_GATEWAY,
+                    "UpstreamFailure",
+                    e.to_string(),
+                )
+            })?;
+        if !status.is_success() {
+            return Err(XrpcError::new(
+                hyper::StatusCode::BAD_GATEWAY,
+                "UpstreamFailure",
+                format!("PLC directory answered {status}"),
+            ));
+        }
+        serde_json::from_slice::<Value>(&body).map_err(XrpcError::internal)
+    };
+    let last = fetch(format!("{base}/{did}/log/last")).await?;
+    let data = fetch(format!("{base}/{did}/data")).await?;
+    let prev = plc::SignedOp::from_json(&last)
+        .map_err(XrpcError::internal)?
+        .cid_string();
+    let state = plc::PlcState::from_json(&data).map_err(XrpcError::internal)?;
+    let op = plc::Operation::update_from(&state, &prev)
+        .and_then(|o| o.with_handle(handle))
+        .map_err(|e| XrpcError::lexicon("InvalidHandle", e.to_string()))?;
+    let kd = crate::keys::KeyDir::open(&app.config.data_dir).map_err(XrpcError::internal)?;
+    let key = kd
+        .keypair(crate::keys::ROTATION_KEY)
+        .map_err(XrpcError::internal)?
+        .ok_or_else(|| {
+            XrpcError::invalid_request("this server holds no PLC rotation key for the account")
+        })?;
+    let signed = plc::sign(op, &key);
+    let (status, body) = app
+        .net
+        .json(
+            hyper::Method::POST,
+            &format!("{base}/{did}"),
+            Some(&signed.to_json()),
+        )
+        .await
+        .map_err(|e| {
+            XrpcError::new(
+                hyper::StatusCode::BAD_GATEWAY,
+                "UpstreamFailure",
+                e.to_string(),
+            )
+        })?;
+    if !status.is_success() {
+        return Err(XrpcError::new(
+            hyper::StatusCode::BAD_GATEWAY,
+            "UpstreamFailure",
+            format!(
+                "PLC directory refused the update: {}",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -65,6 +65,10 @@ fn lookup(nsid: &str) -> Option<(Kind, Handler)> {
         "com.atproto.sync.getRepo" => (Q, h!(sync::get_repo)),
         "com.atproto.sync.getBlocks" => (Q, h!(sync::get_blocks)),
         "com.atproto.identity.resolveHandle" => (Q, h!(identity::resolve_handle)),
+        "com.atproto.identity.updateHandle" => (P, h!(identity::update_handle)),
+        "com.atproto.identity.getRecommendedDidCredentials" => {
+            (Q, h!(identity::get_recommended_did_credentials))
+        }
         "app.bsky.actor.getPreferences" => (Q, h!(actor::get_preferences)),
         "app.bsky.actor.putPreferences" => (P, h!(actor::put_preferences)),
         _ => return None,

@@ -320,6 +320,21 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Change the account's handle and announce it with an `#identity`
+    /// event, in one transaction.
+    pub async fn set_handle(&self, did: String, handle: String) -> Result<(), StoreError> {
+        self.exec(move |c, _| {
+            crate::store::account::set_handle(c, &handle)?;
+            let time = crate::syntax::format_datetime_millis(crate::api::repo::unix_now() * 1000);
+            let body = event::identity_body(&did, Some(&handle), &time);
+            crate::store::repo::append_event(c, "identity", &time, &body)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
 /// Current commit CID, for swapCommit checks by callers.
 pub fn root_of(state: &Option<RepoState>) -> Option<Cid> {
     state.as_ref().map(|s| s.root.commit_cid)

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import { createRequire } from 'node:module'
 import { describe, test } from 'node:test'
-import { env, newAgent } from './lib.mjs'
+import { env, login, newAgent } from './lib.mjs'
 
 const require = createRequire(import.meta.url)
 const plc = require('@did-plc/lib')
@@ -87,6 +87,31 @@ describe('did:plc at the local directory', { skip: !isPlc && 'the account is not
     assert.equal(data.services.atproto_pds.endpoint, env.url)
     assert.ok(data.rotationKeys.length >= 1)
     assert.match(data.verificationMethods.atproto, /^did:key:z/)
+  })
+
+  test('updateHandle signs a PLC update the directory accepts, and back again', async () => {
+    const agent = await login()
+    const other = `renamed-${Date.now()}.test`
+    for (const handle of [other, env.handle]) {
+      await agent.com.atproto.identity.updateHandle({ handle })
+      const data = await getJson(`${env.plcUrl}/${env.did}/data`)
+      assert.deepEqual(data.alsoKnownAs, [`at://${handle}`])
+      const log = await getJson(`${env.plcUrl}/${env.did}/log`)
+      // The whole log, including our update, is valid per @did-plc/lib.
+      await plc.validateOperationLog(env.did, log)
+      const { data: resolved } = await newAgent().com.atproto.identity.resolveHandle({ handle })
+      assert.equal(resolved.did, env.did)
+    }
+  })
+
+  test('getRecommendedDidCredentials matches the directory', async () => {
+    const agent = await login()
+    const { data: rec } = await agent.com.atproto.identity.getRecommendedDidCredentials()
+    const data = await getJson(`${env.plcUrl}/${env.did}/data`)
+    assert.deepEqual(rec.rotationKeys, data.rotationKeys)
+    assert.deepEqual(rec.verificationMethods, data.verificationMethods)
+    assert.deepEqual(rec.services, data.services)
+    assert.deepEqual(rec.alsoKnownAs, data.alsoKnownAs)
   })
 
   test('the document the server reports matches the directory', async () => {
