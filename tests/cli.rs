@@ -144,3 +144,102 @@ fn usage_errors_and_help() {
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).starts_with("perch "), "{}", stdout(&o));
 }
+
+#[test]
+fn account_lifecycle_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let o = perch_in(dir.path(), &["status", "--dev", "--data-dir", d], &[]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(stdout(&o).contains("no account yet"));
+    let create = [
+        "account",
+        "create",
+        "--dev",
+        "--did-method",
+        "web",
+        "--data-dir",
+        d,
+        "--handle",
+        "bob.test",
+        "--password",
+        "pw pw pw",
+    ];
+    let o = perch_in(dir.path(), &create, &[]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(stdout(&o).contains("did:web:localhost"), "{}", stdout(&o));
+    // A second account is refused.
+    let o = perch_in(dir.path(), &create, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already exists"));
+    let o = perch_in(dir.path(), &["status", "--dev", "--data-dir", d], &[]);
+    assert!(
+        stdout(&o).contains("bob.test") && stdout(&o).contains("rev "),
+        "{}",
+        stdout(&o)
+    );
+    let o = perch_in(
+        dir.path(),
+        &[
+            "account",
+            "app-password",
+            "create",
+            "--name",
+            "phone",
+            "--dev",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let o = perch_in(
+        dir.path(),
+        &["account", "app-password", "list", "--dev", "--data-dir", d],
+        &[],
+    );
+    assert!(stdout(&o).contains("phone"));
+    let o = perch_in(
+        dir.path(),
+        &[
+            "account",
+            "app-password",
+            "revoke",
+            "--name",
+            "phone",
+            "--dev",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let o = perch_in(
+        dir.path(),
+        &["seq", "bump", "--to", "100", "--dev", "--data-dir", d],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    // Without a PLC directory a did:plc account cannot be made.
+    let other = tempfile::tempdir().unwrap();
+    let od = other.path().to_str().unwrap();
+    let o = perch_in(
+        other.path(),
+        &[
+            "account",
+            "create",
+            "--dev",
+            "--did-method",
+            "plc",
+            "--data-dir",
+            od,
+            "--handle",
+            "c.test",
+            "--password",
+            "x",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("plc_url"), "{}", stderr(&o));
+}

@@ -126,6 +126,21 @@ async fn blob_gc(app: Arc<App>) {
             let _ = tokio::task::spawn_blocking(move || blobs.delete_many_blocking(&cids)).await;
         }
         let _ = app.blobs.gc_temps(grace).await;
+        trim_events(&app).await;
+    }
+}
+
+/// Events older than the firehose backfill window are no use to anyone.
+async fn trim_events(app: &App) {
+    let cutoff = crate::syntax::format_datetime_millis(
+        (crate::api::repo::unix_now() - crate::api::firehose::BACKFILL.as_secs() as i64) * 1000,
+    );
+    let r = app
+        .writer
+        .exec(move |c, _| crate::store::repo::trim_events_before(c, &cutoff).map(|_| ()))
+        .await;
+    if let Err(e) = r {
+        tracing::warn!("could not trim old firehose events: {e}");
     }
 }
 
@@ -231,5 +246,85 @@ pub fn app_password_revoke(config: Config, name: String) -> Result<(), CliError>
         } else {
             Err(msg("no app password by that name"))
         }
+    })
+}
+
+pub fn request_crawl(config: Config) -> Result<(), CliError> {
+    runtime()?.block_on(async move {
+        let app = open(config).await?;
+        if app.config.relays.is_empty() {
+            return Err(msg("no relays configured (relays = [...] in the config)"));
+        }
+        crate::crawl::request_all(&app).await;
+        let mut failed = false;
+        for s in app.crawl.snapshot() {
+            println!("{}: {}", s.relay, s.result);
+            failed |= s.result != "ok";
+        }
+        if failed {
+            Err(msg("some relays did not accept the request"))
+        } else {
+            Ok(())
+        }
+    })
+}
+
+pub fn seq_bump(config: Config, to: i64) -> Result<(), CliError> {
+    if to < 1 {
+        return Err(msg("--to must be a positive sequence number"));
+    }
+    runtime()?.block_on(async move {
+        let app = open(config).await?;
+        app.writer
+            .exec(move |c, _| crate::store::repo::bump_seq(c, to))
+            .await
+            .map_err(msg)?;
+        println!("the next firehose event will have seq >= {to}");
+        Ok(())
+    })
+}
+
+pub fn status(config: Config) -> Result<(), CliError> {
+    runtime()?.block_on(async move {
+        let app = open(config).await?;
+        let Some(acct) = app.account().await.map_err(msg)? else {
+            println!("no account yet: run `perch account create`");
+            return Ok(());
+        };
+        let root = app.store.read(crate::store::repo::get_root).await.map_err(msg)?;
+        let seq = *app.writer.seq_watch().borrow();
+        println!("account   {} ({}), {}", acct.handle, acct.did, acct.status);
+        if let Some(r) = &root {
+            println!("repo      rev {} commit {}", r.rev, r.commit_cid);
+        }
+        println!("firehose  last seq {seq}");
+        for relay in &app.config.relays {
+            let url = format!(
+                "{}/xrpc/com.atproto.sync.getLatestCommit?did={}",
+                relay.trim_end_matches('/'),
+                acct.did.replace('%', "%25")
+            );
+            let line = match app.net.json(hyper::Method::GET, &url, None).await {
+                Ok((st, body)) if st.is_success() => {
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let theirs = v.get("rev").and_then(|r| r.as_str()).unwrap_or("?");
+                    match &root {
+                        Some(r) if r.rev == theirs => format!("in sync at rev {theirs}"),
+                        Some(r) => format!(
+                            "BEHIND: relay has rev {theirs}, we are at {} — run `perch request-crawl`",
+                            r.rev
+                        ),
+                        None => format!("has rev {theirs}"),
+                    }
+                }
+                Ok((st, body)) => format!(
+                    "does not know this repo ({st}: {}) — run `perch request-crawl`",
+                    String::from_utf8_lossy(&body).chars().take(120).collect::<String>()
+                ),
+                Err(e) => format!("unreachable: {e}"),
+            };
+            println!("relay     {relay}: {line}");
+        }
+        Ok(())
     })
 }

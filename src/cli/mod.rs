@@ -54,6 +54,25 @@ pub enum Command {
     /// Inspect the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Federation self-check: our head, the firehose, and what each relay
+    /// knows about this repo
+    Status,
+    /// Ask the configured relays to crawl this server now
+    RequestCrawl,
+    /// Firehose sequence numbers
+    #[command(subcommand)]
+    Seq(SeqCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SeqCommand {
+    /// Move the sequence forward so the next event gets at least N (after
+    /// restoring an old backup, relays must never see a seq twice)
+    Bump {
+        /// the next seq to use
+        #[arg(long)]
+        to: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -187,6 +206,9 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
             AppPasswordCommand::List => commands::app_password_list(config),
             AppPasswordCommand::Revoke { name } => commands::app_password_revoke(config, name),
         },
+        Command::Status => commands::status(config),
+        Command::RequestCrawl => commands::request_crawl(config),
+        Command::Seq(SeqCommand::Bump { to }) => commands::seq_bump(config, to),
         Command::Config(ConfigCommand::Check) => config_cmd::check(&config, global),
         Command::Config(ConfigCommand::Show) => {
             config_cmd::show(&config);

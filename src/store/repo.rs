@@ -216,3 +216,31 @@ pub fn first_seq_since(conn: &Connection, time: &str) -> Result<Option<i64>, Sto
         })?,
     )
 }
+
+/// Drop events older than `time` (outside the backfill window). The seq
+/// counter lives in `sqlite_sequence`, so new events still count up from
+/// the highest seq ever used.
+pub fn trim_events_before(conn: &Connection, time: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute("DELETE FROM event WHERE time < ?1", [time])?)
+}
+
+/// Move the seq counter forward so the next event gets at least `next`
+/// (after restoring an old backup, consumers must not see reused seqs).
+pub fn bump_seq(conn: &Connection, next: i64) -> Result<(), StoreError> {
+    let last = last_seq(conn)?.unwrap_or(0);
+    let counter: i64 = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'event'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let target = (next - 1).max(last).max(counter);
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'event'", [])?;
+    conn.execute(
+        "INSERT INTO sqlite_sequence (name, seq) VALUES ('event', ?1)",
+        [target],
+    )?;
+    Ok(())
+}

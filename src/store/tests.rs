@@ -120,3 +120,23 @@ fn blob_references() {
         )]
     );
 }
+
+#[test]
+fn trimming_and_bumping_never_reuse_seqs() {
+    let (_dir, store) = temp_store();
+    let w = store.open_writer().unwrap();
+    let s1 = repo::append_event(&w, "commit", "2020-01-01T00:00:00.000Z", b"old").unwrap();
+    let s2 = repo::append_event(&w, "commit", "2030-01-01T00:00:00.000Z", b"new").unwrap();
+    assert_eq!(
+        repo::trim_events_before(&w, "2025-01-01T00:00:00.000Z").unwrap(),
+        1
+    );
+    assert_eq!(repo::events_after(&w, 0, 10).unwrap()[0].seq, s2);
+    repo::bump_seq(&w, 1000).unwrap();
+    let s3 = repo::append_event(&w, "commit", "2030-01-01T00:00:00.000Z", b"x").unwrap();
+    assert_eq!(s3, 1000);
+    // Bumping backwards is a no-op.
+    repo::bump_seq(&w, 5).unwrap();
+    let s4 = repo::append_event(&w, "commit", "2030-01-01T00:00:00.000Z", b"y").unwrap();
+    assert!(s4 > s3 && s3 > s1);
+}
