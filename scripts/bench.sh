@@ -19,7 +19,15 @@
 #                  /proc/PID/clear_refs), and over the whole process life
 #   fsync/commit   strace -f -c -e trace=fsync,fdatasync over N sequential
 #                  createRecords, less a run with the same login and 0 writes
-# plus the disk's own rate of 4 KiB append + fsync in the same filesystem.
+# plus the disk's own rate of 4 KiB append + fsync in the same filesystem,
+# and, as diagnostics: server CPU time per request in each phase, RSS and
+# thread count after each phase, and the data dir's growth per record.
+#
+# Load generator: wrk (Debian's; installed if missing) with
+# scripts/bench/load.lua, which builds the createRecord bodies and auth
+# header, picks getRecord rkeys at random, and prints the result as JSON.
+# The reference PDS is scripts/bench/ref-pds.mjs against a local did:plc
+# directory (scripts/bench/plc.mjs); both run on the node@22 npm package.
 #
 # Output: a table on stdout, and the same figures as JSON in
 # bench-results.json (BENCH_OUT to change it).
@@ -272,17 +280,19 @@ login() { # login SERVER -> DID TOKEN
   TOKEN=$(jget "$s" accessJwt)
 }
 
-rss() { # rss SERVER PREFIX: PREFIX_rss_kib, PREFIX_hwm_kib, PREFIX_threads
+rss() { # rss SERVER PREFIX: PREFIX_{rss_kib,hwm_kib,threads,cpu_ms}
   local r
   r=$("${CLIENT[@]}" rss "$SERVER_PID")
   metric "$1" "$2_rss_kib" "$(jget "$r" rss_kib)"
   metric "$1" "$2_hwm_kib" "$(jget "$r" hwm_kib)"
   metric "$1" "$2_threads" "$(jget "$r" threads)"
+  metric "$1" "$2_cpu_ms" "$(jget "$r" cpu_ms)"
 }
 
 run_wrk() { # run_wrk SERVER PHASE MODE THREADS CONNS
   local server=$1 phase=$2 mode=$3 threads=$4 conns=$5 txt="$RES/wrk-$1-$2.txt" line
   log "$server: $phase (wrk -t$threads -c$conns -d${DURATION}s)"
+  rss "$server" "before_$phase"
   BENCH_MODE=$mode BENCH_DID=$DID BENCH_TOKEN=$TOKEN BENCH_RKEYS="$RES/rkeys-$server" \
     timeout $((DURATION + 60)) wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 10s \
     --latency -s "$HERE/load.lua" "$(server_url "$server")" >"$txt" 2>&1 ||
@@ -290,6 +300,7 @@ run_wrk() { # run_wrk SERVER PHASE MODE THREADS CONNS
   line=$(grep '^BENCH_RESULT ' "$txt" | head -n 1 | cut -d' ' -f2-)
   [[ -n $line ]] || die "wrk printed no result for $server $phase: $(tail -n 5 "$txt")"
   metric "$server" "$phase" "$line"
+  rss "$server" "after_$phase"
 }
 
 # --- the bench for one server --------------------------------------------------
@@ -328,11 +339,14 @@ bench_server() { # bench_server SERVER TEMPLATE_DATADIR
   run_wrk "$server" create_seq create 1 1
   run_wrk "$server" create_c8 create 2 8
   log "$server: collecting $NRKEYS rkeys"
-  "${CLIENT[@]}" rkeys "$url" "$DID" "$TOKEN" "$NRKEYS" "$RES/rkeys-$server" >/dev/null ||
+  r=$("${CLIENT[@]}" rkeys "$url" "$DID" "$TOKEN" "$NRKEYS" "$RES/rkeys-$server") ||
     die "$server: could not collect rkeys"
+  metric "$server" rkeys_created "$(jget "$r" created)"
   run_wrk "$server" get_c8 get 2 8
   run_wrk "$server" list_c8 list 2 8
   rss "$server" load
+  metric "$server" data_dir_bytes "$(du -sb "$data" | cut -f1)"
+  metric "$server" template_dir_bytes "$(du -sb "$template" | cut -f1)"
   local rec
   rec=$("${CLIENT[@]}" writes "$url" "$DID" "$TOKEN" 1) || true
   metric "$server" alive_after_load "$([[ $rec == *'"ok":1'* ]] && echo true || echo false)"

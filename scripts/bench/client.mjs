@@ -11,7 +11,7 @@
 //   node client.mjs rkeys URL DID TOKEN N OUTFILE           -> {"rkeys","created"}
 //   node client.mjs cold-start URL TIMEOUT_S LOGFILE -- CMD [ARGS...]  -> {"ms"}
 //   node client.mjs fsync-rate DIR SECONDS                  -> {"fsyncs_per_sec", ...}
-//   node client.mjs rss PID                                 -> {"rss_kib","hwm_kib"}
+//   node client.mjs rss PID                                 -> {"rss_kib","hwm_kib","threads","cpu_ms"}
 import { spawn } from 'node:child_process'
 import { closeSync, fsyncSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import net from 'node:net'
@@ -225,7 +225,11 @@ const commands = {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8')
     const kib = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN)
     const threads = Number(/^Threads:\s+(\d+)/m.exec(status)?.[1] ?? NaN)
-    out({ rss_kib: kib('VmRSS'), hwm_kib: kib('VmHWM'), threads })
+    // utime + stime of all threads, in clock ticks (USER_HZ, 100 on Linux)
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const cpuMs = ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
+    out({ rss_kib: kib('VmRSS'), hwm_kib: kib('VmHWM'), threads, cpu_ms: cpuMs })
   },
 }
 

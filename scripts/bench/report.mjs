@@ -52,6 +52,9 @@ function derive(r) {
     d[`${phase}_max_ms`] = wrk(phase, 'max_ms')
     const e = r[phase]?.errors ?? {}
     const failed = (wrk(phase, 'requests') ?? 0) - (wrk(phase, 'ok') ?? 0)
+    const cpu = (r[`after_${phase}_cpu_ms`] ?? NaN) - (r[`before_${phase}_cpu_ms`] ?? NaN)
+    const reqs = wrk(phase, 'requests')
+    d[`${phase}_cpu_us_per_req`] = Number.isFinite(cpu) && reqs > 0 ? (1000 * cpu) / reqs : null
     d[`${phase}_failed`] = failed + (e.connect ?? 0) + (e.read ?? 0) + (e.write ?? 0) + (e.timeout ?? 0)
   }
   d.idle_rss_mib = mib(r.idle_rss_kib)
@@ -79,6 +82,19 @@ function derive(r) {
   const disk = m.disk_fsync?.fsyncs_per_sec
   d.create_seq_pct_of_disk_fsync = disk && d.create_seq_rps != null ? (100 * d.create_seq_rps) / disk : null
   d.alive_after_load = r.alive_after_load ?? null
+  // records written during the load: both create phases and the top-up
+  d.records_written = (wrk('create_seq', 'ok') ?? 0) + (wrk('create_c8', 'ok') ?? 0) + (r.rkeys_created ?? 0)
+  d.data_dir_mib = typeof r.data_dir_bytes === 'number' ? r.data_dir_bytes / 1048576 : null
+  d.bytes_per_record =
+    typeof r.data_dir_bytes === 'number' && d.records_written > 0
+      ? (r.data_dir_bytes - (r.template_dir_bytes ?? 0)) / d.records_written
+      : null
+  d.rss_by_phase = Object.fromEntries(
+    ['idle', 'after_create_seq', 'after_create_c8', 'after_get_c8', 'after_list_c8'].map((p) => [
+      p,
+      { rss_mib: mib(r[`${p}_rss_kib`]), threads: r[`${p}_threads`] ?? null },
+    ]),
+  )
   return d
 }
 
@@ -90,16 +106,20 @@ const ROWS = [
   ['create_seq_rps', 'createRecord/s, 1 writer', '/s', 'higher'],
   ['create_seq_p50_ms', '  p50', 'ms', 'lower'],
   ['create_seq_p99_ms', '  p99', 'ms', 'lower'],
+  ['create_seq_cpu_us_per_req', '  server CPU per request', 'µs', 'lower'],
   ['create_seq_pct_of_disk_fsync', '  as % of disk fsync/s', '%', 'higher', { kind: 'perch>=', value: 80 }],
   ['create_c8_rps', 'createRecord/s, 8 writers', '/s', 'higher', { kind: 'ratio>=', value: 30 }],
   ['create_c8_p50_ms', '  p50', 'ms', 'lower'],
   ['create_c8_p99_ms', '  p99', 'ms', 'lower'],
+  ['create_c8_cpu_us_per_req', '  server CPU per request', 'µs', 'lower'],
   ['get_c8_rps', 'getRecord/s, 8 conns', '/s', 'higher', { kind: 'ratio>=', value: 25 }],
   ['get_c8_p50_ms', '  p50', 'ms', 'lower'],
   ['get_c8_p99_ms', '  p99', 'ms', 'lower'],
+  ['get_c8_cpu_us_per_req', '  server CPU per request', 'µs', 'lower'],
   ['list_c8_rps', 'listRecords/s (limit 50), 8 conns', '/s', 'higher'],
   ['list_c8_p50_ms', '  p50', 'ms', 'lower'],
   ['list_c8_p99_ms', '  p99', 'ms', 'lower'],
+  ['list_c8_cpu_us_per_req', '  server CPU per request', 'µs', 'lower'],
   ['idle_rss_mib', 'idle RSS (after start + login)', 'MiB', 'lower', { kind: 'perch<=', value: 8 }],
   ['peak_rss_load_mib', 'peak RSS under load', 'MiB', 'lower', { kind: 'perch<=', value: 32 }],
   ['login_hwm_mib', 'peak RSS start + login', 'MiB', 'lower'],
@@ -107,6 +127,9 @@ const ROWS = [
   ['threads_after_load', 'threads after load', '', 'lower'],
   ['cold_start_ms', `cold start to healthy (median of ${m.cold_runs ?? '?'})`, 'ms', 'lower', { kind: 'perch<=', value: 20 }],
   ['fsync_per_commit', 'fsync+fdatasync per commit', '', 'lower', { kind: 'perch==', value: 1 }],
+  ['records_written', 'records written by the load', '', 'higher'],
+  ['data_dir_mib', 'data dir after the load', 'MiB', 'lower'],
+  ['bytes_per_record', 'data dir growth per record written', 'B', 'lower'],
   ['failed_total', 'failed requests (non-2xx, socket errors)', '', 'lower'],
 ]
 for (const d of [P, R]) {
@@ -164,7 +187,7 @@ const fmt = (v, unit) => {
   if (unit === '/s') return v >= 100 ? v.toFixed(0) : v.toFixed(1)
   if (unit === 'ms') return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)
   if (unit === 'MiB') return v.toFixed(1)
-  if (unit === '%') return v.toFixed(0)
+  if (unit === '%' || unit === 'B' || unit === 'µs') return v.toFixed(0)
   if (Number.isInteger(v)) return String(v)
   return v.toFixed(2)
 }
@@ -197,6 +220,10 @@ for (const [name, d] of [['perch', P], ['reference', R]]) {
   if (!d) continue
   const detail = `fsync ${fmt(d.fsync_only_per_commit)} + fdatasync ${fmt(d.fdatasync_per_commit)} per commit over ${d.fsync_writes_ok} writes`
   console.log(`${name}: ${detail}; served a write after the load: ${d.alive_after_load}`)
+  const phases = Object.entries(d.rss_by_phase)
+    .map(([p, v]) => `${p.replace('after_', '')} ${fmt(v.rss_mib, 'MiB')} MiB/${v.threads ?? '?'} thr`)
+    .join(', ')
+  console.log(`${name}: RSS and threads by phase: ${phases}`)
 }
 
 const result = {

@@ -15,6 +15,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         // A Pi has 1–4 cores; the writer and blocking pool add their own.
         .worker_threads(2)
+        // Store reads run on blocking threads; tokio's default of 512 lets
+        // a burst of reads spawn dozens of threads, each with its own
+        // allocator arena. A handful is enough for one SQLite file.
+        .max_blocking_threads(8)
         .enable_all()
         .build()
         .map_err(|e| CliError::Message(format!("cannot start the runtime: {e}")))

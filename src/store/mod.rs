@@ -44,6 +44,9 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // Statement journals (savepoints) and sorts stay in memory instead of
+    // a temp file created and deleted on every commit.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 
@@ -86,6 +89,10 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Up to MAX_IDLE_READERS + a few of these exist; SQLite's default
+        // 2 MiB page cache each would dominate RSS on a small board. The OS
+        // page cache still holds the hot pages.
+        conn.pragma_update(None, "cache_size", -512)?;
         Ok(conn)
     }
 
