@@ -340,6 +340,66 @@ async fn hostile_requests_get_clean_errors_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn upload_blob_accepts_the_accounts_own_service_token() {
+    let s = start().await;
+    let auth = format!("Bearer {}", s.token);
+    let aud = "did:web:localhost";
+    let mint = |lxm: &str| format!("com.atproto.server.getServiceAuth?aud={aud}&lxm={lxm}");
+    let (st, b) = s
+        .call(
+            "GET",
+            &mint("com.atproto.repo.uploadBlob"),
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let service = format!("Bearer {}", b["token"].as_str().unwrap());
+    let (st, b) = s
+        .call(
+            "POST",
+            "com.atproto.repo.uploadBlob",
+            &[("authorization", &service), ("content-type", "video/mp4")],
+            b"not really a video",
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["blob"]["mimeType"], "video/mp4");
+    // The same kind of token for another method is refused here...
+    let (_, b) = s
+        .call(
+            "GET",
+            &mint("com.atproto.repo.createRecord"),
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await;
+    let wrong = format!("Bearer {}", b["token"].as_str().unwrap());
+    let (st, b) = s
+        .call(
+            "POST",
+            "com.atproto.repo.uploadBlob",
+            &[("authorization", &wrong), ("content-type", "video/mp4")],
+            b"x",
+        )
+        .await;
+    assert_xrpc_error(st, &b, 401, "BadJwtLexiconMethod");
+    // ...and a service token is never a session elsewhere.
+    let (st, b) = s
+        .call(
+            "POST",
+            "com.atproto.repo.createRecord",
+            &[
+                ("authorization", &service),
+                ("content-type", "application/json"),
+            ],
+            b"{}",
+        )
+        .await;
+    assert_xrpc_error(st, &b, 400, "InvalidToken");
+}
+
+#[tokio::test]
 async fn slow_headers_are_cut_off() {
     let s = start().await;
     let mut c = TcpStream::connect(s.addr).await.unwrap();

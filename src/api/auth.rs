@@ -70,3 +70,67 @@ pub async fn require_user(app: &App, req: &XrpcRequest) -> Result<Session, XrpcE
         scope: claims.scope,
     })
 }
+
+/// A user session, or a service-auth token the account itself minted (with
+/// `getServiceAuth`) for exactly this method and this server. The Bluesky
+/// video service uploads processed videos to `uploadBlob` that way.
+pub async fn require_user_or_service(
+    app: &App,
+    req: &XrpcRequest,
+    lxm: &str,
+) -> Result<Session, XrpcError> {
+    let token = bearer(req)?;
+    let Ok(jwt) = crate::crypto::jwt::Jwt::decode(token) else {
+        return Err(XrpcError::invalid_token("Token could not be verified"));
+    };
+    if jwt.alg() == "HS256" {
+        return require_user(app, req).await;
+    }
+    let acct = app
+        .account()
+        .await?
+        .ok_or_else(|| XrpcError::invalid_token("Token could not be verified"))?;
+    let claim = |k: &str| jwt.claims.get(k).and_then(|v| v.as_str());
+    // Only tokens signed by the account's own key are accepted here, so
+    // the issuer's key needs no DID resolution.
+    if claim("iss") != Some(acct.did.as_str()) {
+        return Err(XrpcError::new(
+            hyper::StatusCode::UNAUTHORIZED,
+            "BadJwtIss",
+            "jwt issuer is not this account",
+        ));
+    }
+    jwt.verify_es(&app.repo_key.public_key()).map_err(|_| {
+        XrpcError::new(
+            hyper::StatusCode::UNAUTHORIZED,
+            "BadJwtSignature",
+            "jwt signature does not match jwt issuer",
+        )
+    })?;
+    let aud_ok = claim("aud").is_some_and(|a| {
+        a == app.service_did || a.split('#').next() == Some(app.service_did.as_str())
+    });
+    if !aud_ok {
+        return Err(XrpcError::new(
+            hyper::StatusCode::UNAUTHORIZED,
+            "BadJwtAudience",
+            "jwt audience does not match service did",
+        ));
+    }
+    if claim("lxm") != Some(lxm) {
+        return Err(XrpcError::new(
+            hyper::StatusCode::UNAUTHORIZED,
+            "BadJwtLexiconMethod",
+            "bad jwt lexicon method (\"lxm\")",
+        ));
+    }
+    crate::crypto::jwt::check_times(&jwt.claims, now(), 5).map_err(|_| {
+        XrpcError::new(hyper::StatusCode::UNAUTHORIZED, "JwtExpired", "jwt expired")
+    })?;
+    Ok(Session {
+        did: acct.did,
+        handle: acct.handle,
+        // A service token grants this one method and nothing else.
+        scope: Scope::AppPass,
+    })
+}

@@ -438,7 +438,7 @@ pub async fn describe_repo(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
 }
 
 pub async fn upload_blob(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
-    let _session = auth::require_user(&app, &req).await?;
+    let _session = auth::require_user_or_service(&app, &req, "com.atproto.repo.uploadBlob").await?;
     let mime = req
         .header("content-type")
         .map(|s| s.split(';').next().unwrap_or("").trim().to_owned())
