@@ -520,6 +520,31 @@ mod firehose {
     }
 
     #[tokio::test]
+    async fn a_stalled_subscriber_slows_nobody() {
+        let s = start().await;
+        // Never read from this one.
+        let _stalled = connect(&s, Some(0)).await;
+        let mut live = connect(&s, None).await;
+        let n = 150;
+        for i in 0..n {
+            let rec = json!({"repo": s.did, "collection": "app.bsky.feed.post",
+                "record": {"$type": "app.bsky.feed.post", "text": format!("{i} {}", "x".repeat(2000)), "createdAt": "2026-01-01T00:00:00Z"}});
+            let (st, b) = s
+                .write("com.atproto.repo.createRecord", rec.to_string().as_bytes())
+                .await;
+            assert_eq!(st, 200, "{b}");
+        }
+        let mut last = 0;
+        for _ in 0..n {
+            let (h, b) = frame(&mut live).await;
+            assert_eq!(t(&h), "#commit");
+            let seq = b.get("seq").and_then(Ipld::as_integer).unwrap();
+            assert!(seq > last, "seq went backwards");
+            last = seq;
+        }
+    }
+
+    #[tokio::test]
     async fn future_cursor_is_an_error_frame() {
         let s = start().await;
         let mut ws = connect(&s, Some(1_000_000)).await;
