@@ -244,3 +244,55 @@ async fn concurrent_writes_are_serialised_and_chained() {
     let n = store.read(repo::record_count).await.unwrap();
     assert_eq!(n, 40);
 }
+
+#[tokio::test]
+async fn cached_tree_never_skips_writing_a_block() {
+    let (_dir, store, writer, _key) = setup().await;
+    // Creates, updates and deletes over the same keys, so cached paths are
+    // rebuilt, reverted and merged; after each commit the whole tree must
+    // load from the database alone and the event must invert.
+    let mut expect = std::collections::BTreeMap::new();
+    for i in 0..120u32 {
+        let k = format!("k{:03}", (i * 37) % 50);
+        let op = match i % 5 {
+            3 if expect.contains_key(&k) => WriteOp::Delete {
+                collection: "app.bsky.feed.post".into(),
+                rkey: k.clone(),
+                swap_record: None,
+            },
+            _ => WriteOp::Put {
+                collection: "app.bsky.feed.post".into(),
+                rkey: k.clone(),
+                record: post(&format!("v{i}")),
+                swap_record: None,
+            },
+        };
+        let deleting = matches!(op, WriteOp::Delete { .. });
+        let out = writer
+            .write(RepoWrite {
+                ops: vec![op],
+                swap_commit: None,
+            })
+            .await
+            .unwrap();
+        if deleting {
+            expect.remove(&k);
+        } else {
+            expect.insert(k, out.results[0].cid.unwrap());
+        }
+        let (n, last) = store
+            .read(|c| {
+                let root = repo::get_root(c)?.unwrap();
+                let n = Mst::load(root.data_cid)
+                    .entries(&SqlBlocks(c))
+                    .unwrap()
+                    .len();
+                let last = repo::events_after(c, repo::last_seq(c)?.unwrap() - 1, 1)?;
+                Ok((n, last))
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, expect.len(), "after write {i}");
+        check_commit_event(&last[0].body);
+    }
+}

@@ -4,6 +4,7 @@
 //! when empty), `p` the prefix shared with the previous entry's full key and
 //! `k` the remaining suffix.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::cbor::{self, Ipld, Limits, Writer};
@@ -50,8 +51,9 @@ pub struct Node {
     pub layer: u32,
     pub left: Link,
     pub entries: Vec<Entry>,
-    /// True when the node came from a block source (it need not be written).
-    pub stored: bool,
+    /// True when the node came from a block source or has since been
+    /// written to one (it need not be written again).
+    stored: AtomicBool,
     cid: OnceLock<Cid>,
 }
 
@@ -61,9 +63,18 @@ impl Node {
             layer,
             left,
             entries,
-            stored: false,
+            stored: AtomicBool::new(false),
             cid: OnceLock::new(),
         }
+    }
+
+    pub fn is_stored(&self) -> bool {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    /// Record that this node's block is now in the store.
+    pub fn mark_stored(&self) {
+        self.stored.store(true, Ordering::Relaxed);
     }
 
     pub fn empty() -> Node {
@@ -138,7 +149,7 @@ impl Node {
             layer,
             left,
             entries,
-            stored: true,
+            stored: AtomicBool::new(true),
             cid: OnceLock::new(),
         };
         let _ = node.cid.set(cid);
