@@ -54,7 +54,11 @@ impl App {
             let root = repo::get_root(c)?;
             Ok(acct.zip(root))
         })?;
-        let state = state.map(|(a, root)| RepoState::new(a.did, Arc::clone(&repo_key), root));
+        let state = state.map(|(a, root)| RepoState {
+            did: a.did,
+            key: Arc::clone(&repo_key),
+            root,
+        });
         let blob_files = blobs.clone();
         let writer = Writer::spawn(&store, state, move |cids| {
             blob_files.delete_many_blocking(&cids)

@@ -21,9 +21,6 @@ pub const MAX_COMMIT_BLOCKS_BYTES: usize = 2_000_000;
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Most ops in one commit.
 pub const MAX_OPS: usize = 200;
-/// Drop the in-memory tree after this many commits, so the nodes it
-/// accumulates stay bounded.
-const TREE_CACHE_COMMITS: u32 = 500;
 
 #[derive(Clone, Debug)]
 pub enum WriteOp {
@@ -124,10 +121,7 @@ pub fn apply(
         )));
     }
     let src = SqlBlocks(conn);
-    let mut tree = match &state.tree {
-        Some(t) if t.root_cid() == state.root.data_cid => t.clone(),
-        _ => Mst::load(state.root.data_cid),
-    };
+    let mut tree = Mst::load(state.root.data_cid);
     let mut records = MemoryBlocks::new();
     let mut ops: Vec<EventOp> = Vec::new();
     let mut results = Vec::new();
@@ -312,16 +306,6 @@ pub fn apply(
     });
     repo::append_event(conn, "commit", &time, &body)?;
     state.root = root;
-    // Keep the tree for the next write. If this transaction later fails to
-    // commit, the root no longer matches and the tree is not used.
-    tree.mark_stored();
-    state.cached_commits += 1;
-    if state.cached_commits >= TREE_CACHE_COMMITS {
-        state.tree = None;
-        state.cached_commits = 0;
-    } else {
-        state.tree = Some(tree);
-    }
     Ok(CommitOutcome {
         commit: Some((commit_cid, rev_s)),
         results,
@@ -400,5 +384,9 @@ pub fn create_repo(
         time: &time,
     });
     repo::append_event(conn, "commit", &time, &body)?;
-    Ok(RepoState::new(did.to_owned(), key, root))
+    Ok(RepoState {
+        did: did.to_owned(),
+        key,
+        root,
+    })
 }

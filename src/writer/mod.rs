@@ -50,23 +50,6 @@ pub struct RepoState {
     pub did: String,
     pub key: Arc<Keypair>,
     pub root: RepoRoot,
-    /// The MST at `root`, with the nodes recent writes touched kept in
-    /// memory, so the next write does not reload and re-verify its path.
-    pub tree: Option<crate::repo::mst::Mst>,
-    /// Commits since `tree` was last dropped (to bound its memory).
-    pub cached_commits: u32,
-}
-
-impl RepoState {
-    pub fn new(did: String, key: Arc<Keypair>, root: RepoRoot) -> RepoState {
-        RepoState {
-            did,
-            key,
-            root,
-            tree: None,
-            cached_commits: 0,
-        }
-    }
 }
 
 type Exec = Box<dyn FnOnce(&Connection, &mut Option<RepoState>) -> Result<(), StoreError> + Send>;

@@ -179,26 +179,6 @@ impl Mst {
         out
     }
 
-    /// After `unstored_blocks()` were written: mark the in-memory nodes as
-    /// stored, so a tree kept in memory across commits reports only what
-    /// later changes add.
-    pub fn mark_stored(&self) {
-        fn mark(n: &Node) {
-            if n.is_stored() {
-                return;
-            }
-            n.mark_stored();
-            for link in std::iter::once(&n.left).chain(n.entries.iter().map(|e| &e.right)) {
-                if let Link::Loaded(c) = link {
-                    mark(c);
-                }
-            }
-        }
-        if let Link::Loaded(n) = &self.root {
-            mark(n);
-        }
-    }
-
     /// Every node block of the tree.
     pub fn all_blocks(&self, src: &dyn BlockSource) -> Result<MemoryBlocks, RepoError> {
         let mut out = MemoryBlocks::new();
@@ -220,7 +200,7 @@ fn check_key(key: &[u8]) -> Result<(), RepoError> {
 }
 
 fn collect_unstored(n: &Node, out: &mut MemoryBlocks) {
-    if n.is_stored() {
+    if n.stored {
         return;
     }
     let bytes = n.encode();

@@ -4,7 +4,6 @@
 //! when empty), `p` the prefix shared with the previous entry's full key and
 //! `k` the remaining suffix.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::cbor::{self, Ipld, Limits, Writer};
@@ -51,9 +50,8 @@ pub struct Node {
     pub layer: u32,
     pub left: Link,
     pub entries: Vec<Entry>,
-    /// True when the node came from a block source or has since been
-    /// written to one (it need not be written again).
-    stored: AtomicBool,
+    /// True when the node came from a block source (it need not be written).
+    pub stored: bool,
     cid: OnceLock<Cid>,
 }
 
@@ -63,18 +61,9 @@ impl Node {
             layer,
             left,
             entries,
-            stored: AtomicBool::new(false),
+            stored: false,
             cid: OnceLock::new(),
         }
-    }
-
-    pub fn is_stored(&self) -> bool {
-        self.stored.load(Ordering::Relaxed)
-    }
-
-    /// Record that this node's block is now in the store.
-    pub fn mark_stored(&self) {
-        self.stored.store(true, Ordering::Relaxed);
     }
 
     pub fn empty() -> Node {
@@ -149,7 +138,7 @@ impl Node {
             layer,
             left,
             entries,
-            stored: AtomicBool::new(true),
+            stored: true,
             cid: OnceLock::new(),
         };
         let _ = node.cid.set(cid);
