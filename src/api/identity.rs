@@ -198,6 +198,14 @@ pub async fn update_handle(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult
     Ok(XrpcResponse::Empty)
 }
 
+fn plc_failure(message: String) -> XrpcError {
+    XrpcError::new(hyper::StatusCode::BAD_GATEWAY, "UpstreamFailure", message)
+}
+
+fn plc_unreachable(e: crate::net::NetError) -> XrpcError {
+    plc_failure(e.to_string())
+}
+
 /// Sign and submit a PLC operation that changes `alsoKnownAs`.
 async fn plc_set_handle(app: &App, did: &str, handle: &str) -> Result<(), XrpcError> {
     use crate::identity::plc;
@@ -210,19 +218,9 @@ async fn plc_set_handle(app: &App, did: &str, handle: &str) -> Result<(), XrpcEr
             .net
             .json(hyper::Method::GET, &path, None)
             .await
-            .map_err(|e| {
-                XrpcError::new(
-                    hyper::StatusCode::BAD_GATEWAY,
-                    "UpstreamFailure",
-                    e.to_string(),
-                )
-            })?;
+            .map_err(plc_unreachable)?;
         if !status.is_success() {
-            return Err(XrpcError::new(
-                hyper::StatusCode::BAD_GATEWAY,
-                "UpstreamFailure",
-                format!("PLC directory answered {status}"),
-            ));
+            return Err(plc_failure(format!("PLC directory answered {status}")));
         }
         serde_json::from_slice::<Value>(&body).map_err(XrpcError::internal)
     };
@@ -251,25 +249,15 @@ async fn plc_set_handle(app: &App, did: &str, handle: &str) -> Result<(), XrpcEr
             Some(&signed.to_json()),
         )
         .await
-        .map_err(|e| {
-            XrpcError::new(
-                hyper::StatusCode::BAD_GATEWAY,
-                "UpstreamFailure",
-                e.to_string(),
-            )
-        })?;
+        .map_err(plc_unreachable)?;
     if !status.is_success() {
-        return Err(XrpcError::new(
-            hyper::StatusCode::BAD_GATEWAY,
-            "UpstreamFailure",
-            format!(
-                "PLC directory refused the update: {}",
-                String::from_utf8_lossy(&body)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-            ),
-        ));
+        return Err(plc_failure(format!(
+            "PLC directory refused the update: {}",
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        )));
     }
     Ok(())
 }

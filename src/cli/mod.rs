@@ -146,8 +146,6 @@ pub enum DidMethod {
 pub enum CliError {
     #[error("{0}")]
     Message(String),
-    #[error("`perch {0}` is not implemented yet")]
-    NotYet(&'static str),
     #[error("config error: {0}")]
     Config(#[from] ConfigError),
 }
