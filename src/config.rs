@@ -43,6 +43,9 @@ pub const DEFAULT_CHAT_DID: &str = "did:web:api.bsky.chat";
 pub const DEFAULT_RELAY: &str = "https://bsky.network";
 /// 100 MiB.
 pub const DEFAULT_BLOB_LIMIT: u64 = 100 * 1024 * 1024;
+/// Firehose backfill window (the reference keeps 24 h; relays that were down
+/// over a weekend need more).
+pub const DEFAULT_BACKFILL_HOURS: u64 = 72;
 pub const DEFAULT_LOG: &str = "info";
 /// `listen` under `--dev`.
 pub const DEV_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2583);
@@ -113,6 +116,8 @@ pub struct Config {
     pub relays: Vec<String>,
     /// Largest accepted blob, in bytes.
     pub blob_limit: u64,
+    /// How far back a firehose cursor may reach; older events are trimmed.
+    pub backfill_hours: u64,
     /// `tracing` filter directive, e.g. `info` or `perch=debug,info`.
     pub log: String,
     /// Secret.
@@ -198,6 +203,7 @@ const KEYS: &[KeyInfo] = &[
         list: true,
     },
     key("blob_limit", "\"100MiB\""),
+    key("backfill_hours", "72"),
     key("log", "\"info\""),
     key("admin_password", "\"a long random string\""),
     KeyInfo {
@@ -399,6 +405,22 @@ impl Layers {
         Ok(Some(n))
     }
 
+    /// A non-negative whole number (a TOML integer or a string of digits).
+    fn count(&self, key: &'static str) -> Result<Option<u64>, ConfigError> {
+        match self.values.get(key) {
+            None => Ok(None),
+            Some((Raw::Int(i), _)) => u64::try_from(*i)
+                .map(Some)
+                .map_err(|_| self.err(key, format!("{i} is negative; use a whole number"))),
+            Some((Raw::Str(s), _)) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| self.err(key, format!("{s:?} is not a whole number"))),
+            Some((other, _)) => Err(self.wrong_type(key, "a whole number", other)),
+        }
+    }
+
     /// Parses every key into a `Config` (types and formats only; `validate` does the rest).
     fn resolve(&self, dev: bool, allow_loopback: bool) -> Result<Config, ConfigError> {
         let hostname = self
@@ -492,6 +514,9 @@ impl Layers {
                 .unwrap_or_else(|| DEFAULT_CHAT_DID.to_owned()),
             relays,
             blob_limit: self.size("blob_limit")?.unwrap_or(DEFAULT_BLOB_LIMIT),
+            backfill_hours: self
+                .count("backfill_hours")?
+                .unwrap_or(DEFAULT_BACKFILL_HOURS),
             log: self
                 .string("log")?
                 .unwrap_or_else(|| DEFAULT_LOG.to_owned()),
@@ -856,6 +881,12 @@ impl Config {
             })?;
         }
 
+        if self.backfill_hours == 0 || self.backfill_hours > 24 * 365 {
+            return Err(ConfigError::new(
+                "backfill_hours",
+                "must be between 1 and 8760; e.g. backfill_hours = 72",
+            ));
+        }
         if self.blob_limit == 0 {
             return Err(ConfigError::new(
                 "blob_limit",
@@ -949,6 +980,7 @@ impl Config {
             self.blob_limit,
             format_size(self.blob_limit)
         ));
+        line(format!("backfill_hours = {}", self.backfill_hours));
         line(format!("log = {}", toml_string(&self.log)));
         match &self.admin_password {
             Some(_) => line(format!("admin_password = {}", toml_string(REDACTED))),
@@ -995,6 +1027,7 @@ impl fmt::Debug for Config {
             .field("chat_did", &self.chat_did)
             .field("relays", &self.relays)
             .field("blob_limit", &self.blob_limit)
+            .field("backfill_hours", &self.backfill_hours)
             .field("log", &self.log)
             .field(
                 "admin_password",
@@ -1243,6 +1276,30 @@ mod tests {
             "{e}"
         );
         assert!(e.message.contains("listen = \"0.0.0.0:443\""), "{e}");
+    }
+
+    #[test]
+    fn backfill_hours_key() {
+        let base = "hostname = \"pds.example.com\"\n";
+        assert_eq!(
+            load_toml(base).unwrap().backfill_hours,
+            DEFAULT_BACKFILL_HOURS
+        );
+        assert_eq!(
+            load_toml(&format!("{base}backfill_hours = 24"))
+                .unwrap()
+                .backfill_hours,
+            24
+        );
+        for bad in [
+            "backfill_hours = 0",
+            "backfill_hours = -3",
+            "backfill_hours = \"soon\"",
+            "backfill_hours = 99999",
+        ] {
+            let e = load_toml(&format!("{base}{bad}")).unwrap_err();
+            assert_eq!(e.key, "backfill_hours", "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -82,8 +82,42 @@ pub async fn request_all(app: &App) {
     }
 }
 
-/// Background task: ask on start, then after writes, at most once per
-/// `THROTTLE`.
+/// How often to compare each relay's view of the repo with ours.
+pub const LAG_CHECK: Duration = Duration::from_secs(30 * 60);
+
+/// Whether some relay's latest rev for our repo differs from ours (or it
+/// does not know the repo at all).
+pub async fn relays_lag(app: &App) -> bool {
+    let Ok(Some(acct)) = app.account().await else {
+        return false;
+    };
+    let Ok(Some(root)) = app.store.read(crate::store::repo::get_root).await else {
+        return false;
+    };
+    for relay in &app.config.relays {
+        let url = format!(
+            "{}/xrpc/com.atproto.sync.getLatestCommit?did={}",
+            relay.trim_end_matches('/'),
+            acct.did.replace('%', "%25")
+        );
+        let theirs = match app.net.json(Method::GET, &url, None).await {
+            Ok((st, body)) if st.is_success() => serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("rev").and_then(Value::as_str).map(str::to_owned)),
+            Ok(_) => None,
+            // Unreachable relays are not "lagging"; asking again won't help.
+            Err(_) => continue,
+        };
+        if theirs.as_deref() != Some(root.rev.as_str()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Background task: ask on start; then after writes, at most once per
+/// `THROTTLE`; and again whenever a relay still lags our head at two
+/// checks in a row (it missed us, or dropped its subscription).
 pub async fn run(app: Arc<App>) {
     if app.config.relays.is_empty() {
         return;
@@ -91,12 +125,31 @@ pub async fn run(app: Arc<App>) {
     let mut seqs = app.writer.seq_watch();
     request_all(&app).await;
     let mut last = tokio::time::Instant::now();
-    while seqs.changed().await.is_ok() {
-        let since = last.elapsed();
-        if since < THROTTLE {
-            tokio::time::sleep(THROTTLE - since).await;
+    let mut lag_checks = tokio::time::interval(LAG_CHECK);
+    lag_checks.tick().await;
+    let mut lagged_before = false;
+    loop {
+        tokio::select! {
+            changed = seqs.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let since = last.elapsed();
+                if since < THROTTLE {
+                    tokio::time::sleep(THROTTLE - since).await;
+                }
+                seqs.borrow_and_update();
+            }
+            _ = lag_checks.tick() => {
+                let lagging = relays_lag(&app).await;
+                let ask = lagging && lagged_before;
+                lagged_before = lagging;
+                if !ask {
+                    continue;
+                }
+                tracing::warn!("a relay has lagged our repo head for {:?}; asking again", LAG_CHECK);
+            }
         }
-        seqs.borrow_and_update();
         request_all(&app).await;
         last = tokio::time::Instant::now();
     }

@@ -849,4 +849,25 @@ mod proxy {
         }
         panic!("readyz never showed the relay's answer");
     }
+
+    #[tokio::test]
+    async fn a_relay_without_our_head_counts_as_lagging() {
+        // The stand-in answers every call without a `rev`, like a relay
+        // that never saw this repo.
+        let (relay, mut seen) = fake_appview().await;
+        let s = start_with(|c| {
+            c.relays = vec![format!("http://{relay}")];
+            c.allow_loopback = true;
+        })
+        .await;
+        assert!(perch::crawl::relays_lag(&s.app).await);
+        let (uri, _) = seen.recv().await.unwrap();
+        assert!(
+            uri.starts_with("/xrpc/com.atproto.sync.getLatestCommit?did="),
+            "{uri}"
+        );
+        // No relays, no lag.
+        let quiet = start().await;
+        assert!(!perch::crawl::relays_lag(&quiet.app).await);
+    }
 }

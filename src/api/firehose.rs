@@ -24,9 +24,10 @@ use crate::ipld_map;
 use crate::store::repo::{self, Event};
 use crate::xrpc::{self, Body, XrpcError};
 
-/// How far back a cursor may reach (the reference keeps 24 h; relays that
-/// were down over a weekend need more).
-pub const BACKFILL: Duration = Duration::from_secs(72 * 3600);
+/// How far back a cursor may reach (`backfill_hours` in the config).
+pub fn backfill(app: &App) -> Duration {
+    Duration::from_secs(app.config.backfill_hours * 3600)
+}
 /// A subscriber that cannot take a frame for this long is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events read from the database per batch.
@@ -170,7 +171,7 @@ async fn stream(app: Arc<App>, mut ws: Ws, cursor: Option<i64>) -> Result<(), St
         }
         Some(c) => {
             let window_start = crate::syntax::format_datetime_millis(
-                crate::api::repo::unix_now() * 1000 - BACKFILL.as_millis() as i64,
+                crate::api::repo::unix_now() * 1000 - backfill(&app).as_millis() as i64,
             );
             let first = app
                 .store

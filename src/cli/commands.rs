@@ -137,7 +137,8 @@ async fn blob_gc(app: Arc<App>) {
 /// Events older than the firehose backfill window are no use to anyone.
 async fn trim_events(app: &App) {
     let cutoff = crate::syntax::format_datetime_millis(
-        (crate::api::repo::unix_now() - crate::api::firehose::BACKFILL.as_secs() as i64) * 1000,
+        (crate::api::repo::unix_now() - crate::api::firehose::backfill(app).as_secs() as i64)
+            * 1000,
     );
     let r = app
         .writer
