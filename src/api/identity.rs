@@ -206,53 +206,70 @@ fn plc_unreachable(e: crate::net::NetError) -> XrpcError {
     plc_failure(e.to_string())
 }
 
-/// Sign and submit a PLC operation that changes `alsoKnownAs`.
-async fn plc_set_handle(app: &App, did: &str, handle: &str) -> Result<(), XrpcError> {
-    use crate::identity::plc;
+fn plc_base(app: &App) -> Result<String, XrpcError> {
     let base = app.config.plc_url.trim_end_matches('/');
     if base.is_empty() {
         return Err(XrpcError::invalid_request("no PLC directory configured"));
     }
-    let fetch = |path: String| async move {
-        let (status, body) = app
-            .net
-            .json(hyper::Method::GET, &path, None)
-            .await
-            .map_err(plc_unreachable)?;
-        if !status.is_success() {
-            return Err(plc_failure(format!("PLC directory answered {status}")));
-        }
-        serde_json::from_slice::<Value>(&body).map_err(XrpcError::internal)
-    };
-    let last = fetch(format!("{base}/{did}/log/last")).await?;
-    let data = fetch(format!("{base}/{did}/data")).await?;
+    Ok(base.to_owned())
+}
+
+async fn plc_get(app: &App, url: String) -> Result<Value, XrpcError> {
+    let (status, body) = app
+        .net
+        .json(hyper::Method::GET, &url, None)
+        .await
+        .map_err(plc_unreachable)?;
+    if !status.is_success() {
+        return Err(plc_failure(format!("PLC directory answered {status}")));
+    }
+    serde_json::from_slice::<Value>(&body).map_err(XrpcError::internal)
+}
+
+/// The CID of the DID's latest operation and the state it leaves.
+async fn plc_current(
+    app: &App,
+    did: &str,
+) -> Result<(String, crate::identity::plc::PlcState), XrpcError> {
+    use crate::identity::plc;
+    let base = plc_base(app)?;
+    let last = plc_get(app, format!("{base}/{did}/log/last")).await?;
+    let data = plc_get(app, format!("{base}/{did}/data")).await?;
     let prev = plc::SignedOp::from_json(&last)
         .map_err(XrpcError::internal)?
         .cid_string();
     let state = plc::PlcState::from_json(&data).map_err(XrpcError::internal)?;
-    let op = plc::Operation::update_from(&state, &prev)
-        .and_then(|o| o.with_handle(handle))
-        .map_err(|e| XrpcError::lexicon("InvalidHandle", e.to_string()))?;
-    let kd = crate::keys::KeyDir::open(&app.config.data_dir).map_err(XrpcError::internal)?;
-    let key = kd
+    Ok((prev, state))
+}
+
+fn rotation_key(app: &App) -> Result<crate::crypto::Keypair, XrpcError> {
+    crate::keys::KeyDir::open(&app.config.data_dir)
+        .map_err(XrpcError::internal)?
         .keypair(crate::keys::ROTATION_KEY)
         .map_err(XrpcError::internal)?
         .ok_or_else(|| {
             XrpcError::invalid_request("this server holds no PLC rotation key for the account")
-        })?;
-    let signed = plc::sign(op, &key);
+        })
+}
+
+async fn plc_submit(
+    app: &App,
+    did: &str,
+    op: &crate::identity::plc::SignedOp,
+) -> Result<(), XrpcError> {
+    let base = plc_base(app)?;
     let (status, body) = app
         .net
         .json(
             hyper::Method::POST,
             &format!("{base}/{did}"),
-            Some(&signed.to_json()),
+            Some(&op.to_json()),
         )
         .await
         .map_err(plc_unreachable)?;
     if !status.is_success() {
         return Err(plc_failure(format!(
-            "PLC directory refused the update: {}",
+            "PLC directory refused the operation: {}",
             String::from_utf8_lossy(&body)
                 .chars()
                 .take(200)
@@ -260,4 +277,166 @@ async fn plc_set_handle(app: &App, did: &str, handle: &str) -> Result<(), XrpcEr
         )));
     }
     Ok(())
+}
+
+/// Sign and submit a PLC operation that changes `alsoKnownAs`.
+async fn plc_set_handle(app: &App, did: &str, handle: &str) -> Result<(), XrpcError> {
+    use crate::identity::plc;
+    let (prev, state) = plc_current(app, did).await?;
+    let op = plc::Operation::update_from(&state, &prev)
+        .and_then(|o| o.with_handle(handle))
+        .map_err(|e| XrpcError::lexicon("InvalidHandle", e.to_string()))?;
+    let signed = plc::sign(op, &rotation_key(app)?);
+    plc_submit(app, did, &signed).await
+}
+
+/// Tokens for signing PLC operations live an hour.
+const PLC_TOKEN_SECS: i64 = 3600;
+
+/// Make a one-time token for `signPlcOperation`. There is no email: the
+/// owner reads it from the log or from `perch account plc-token`.
+pub async fn new_plc_token(app: &App) -> Result<String, XrpcError> {
+    use rand_core::RngCore;
+    let mut b = [0u8; 5];
+    rand_core::OsRng.fill_bytes(&mut b);
+    let raw: String = b.iter().map(|x| format!("{x:02X}")).collect();
+    let token = format!("{}-{}", &raw[..5], &raw[5..]);
+    let t = token.clone();
+    let exp = crate::api::repo::unix_now() + PLC_TOKEN_SECS;
+    app.writer
+        .exec(move |c, _| crate::store::account::insert_plc_token(c, &t, exp))
+        .await?;
+    Ok(token)
+}
+
+pub async fn request_plc_operation_signature(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    let s = super::auth::require_user(&app, &req).await?;
+    s.require_full()?;
+    let token = new_plc_token(&app).await?;
+    tracing::warn!(
+        "PLC operation token for {} (valid 1 h): {token} — also available with `perch account plc-token`",
+        s.did
+    );
+    Ok(XrpcResponse::Empty)
+}
+
+pub async fn sign_plc_operation(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    use crate::identity::plc;
+    let s = super::auth::require_user(&app, &req).await?;
+    s.require_full()?;
+    if !s.did.starts_with("did:plc:") {
+        return Err(XrpcError::invalid_request("the account is not a did:plc"));
+    }
+    let body: Value = req.json(crate::xrpc::JSON_LIMIT).await?;
+    let token = body
+        .get("token")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            XrpcError::invalid_request("email confirmation token required to sign PLC operations")
+        })?
+        .to_owned();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let now = crate::api::repo::unix_now();
+    app.writer
+        .exec(move |c, _| {
+            let _ = tx.send(crate::store::account::take_plc_token(c, &token, now)?);
+            Ok(())
+        })
+        .await?;
+    match rx.await.ok().flatten() {
+        None => return Err(XrpcError::invalid_token("Token is invalid")),
+        Some(true) => return Err(XrpcError::expired_token("Token is expired")),
+        Some(false) => {}
+    }
+    let (prev, state) = plc_current(&app, &s.did).await?;
+    let mut op = plc::Operation::update_from(&state, &prev).map_err(XrpcError::internal)?;
+    let strings = |v: &Value| -> Option<Vec<String>> {
+        v.as_array()?
+            .iter()
+            .map(|x| x.as_str().map(str::to_owned))
+            .collect()
+    };
+    let bad = |what: &str| XrpcError::invalid_request(format!("invalid {what}"));
+    if let Some(v) = body.get("rotationKeys") {
+        op.rotation_keys = strings(v).ok_or_else(|| bad("rotationKeys"))?;
+    }
+    if let Some(v) = body.get("alsoKnownAs") {
+        op.also_known_as = strings(v).ok_or_else(|| bad("alsoKnownAs"))?;
+    }
+    if let Some(v) = body.get("verificationMethods") {
+        op.verification_methods =
+            serde_json::from_value(v.clone()).map_err(|_| bad("verificationMethods"))?;
+    }
+    if let Some(v) = body.get("services") {
+        let m = v.as_object().ok_or_else(|| bad("services"))?;
+        op.services = m
+            .iter()
+            .map(|(k, svc)| {
+                let t = svc.get("type").and_then(Value::as_str);
+                let e = svc.get("endpoint").and_then(Value::as_str);
+                match (t, e) {
+                    (Some(t), Some(e)) => Ok((
+                        k.clone(),
+                        plc::Service {
+                            r#type: t.into(),
+                            endpoint: e.into(),
+                        },
+                    )),
+                    _ => Err(bad("services")),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    op.validate()
+        .map_err(|e| XrpcError::invalid_request(e.to_string()))?;
+    let signed = plc::sign(op, &rotation_key(&app)?);
+    Ok(XrpcResponse::Json(json!({ "operation": signed.to_json() })))
+}
+
+pub async fn submit_plc_operation(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    use crate::identity::plc;
+    let s = super::auth::require_user(&app, &req).await?;
+    if !s.did.starts_with("did:plc:") {
+        return Err(XrpcError::invalid_request("the account is not a did:plc"));
+    }
+    let body: Value = req.json(crate::xrpc::JSON_LIMIT).await?;
+    let op_json = body
+        .get("operation")
+        .ok_or_else(|| XrpcError::invalid_request("missing operation"))?;
+    let signed = plc::SignedOp::from_json(op_json)
+        .map_err(|e| XrpcError::invalid_request(format!("invalid operation: {e}")))?;
+    let plc::SignedOp::Operation { op, .. } = &signed else {
+        return Err(XrpcError::invalid_request(
+            "only plc_operation can be submitted here",
+        ));
+    };
+    // As the reference does: the account must stay hosted here.
+    let ours = rotation_key(&app)?.did_key();
+    if !op.rotation_keys.contains(&ours) {
+        return Err(XrpcError::invalid_request(
+            "Rotation keys do not include server's rotation key",
+        ));
+    }
+    if op.verification_methods.get("atproto") != Some(&app.repo_key.did_key()) {
+        return Err(XrpcError::invalid_request("Incorrect signing key"));
+    }
+    let endpoint = op
+        .services
+        .get("atproto_pds")
+        .map(|svc| svc.endpoint.as_str());
+    if endpoint != Some(app.config.public_url().as_str()) {
+        return Err(XrpcError::invalid_request(
+            "Incorrect endpoint on atproto_pds service",
+        ));
+    }
+    plc_submit(&app, &s.did, &signed).await?;
+    // Handles live in alsoKnownAs; announce whatever it now says.
+    let handle = op
+        .also_known_as
+        .iter()
+        .find_map(|a| a.strip_prefix("at://"))
+        .map(syntax::normalize_handle)
+        .unwrap_or(s.handle);
+    app.writer.set_handle(s.did, handle).await?;
+    Ok(XrpcResponse::Empty)
 }

@@ -66,6 +66,11 @@ fn lookup(nsid: &str) -> Option<(Kind, Handler)> {
         "com.atproto.sync.getBlocks" => (Q, h!(sync::get_blocks)),
         "com.atproto.identity.resolveHandle" => (Q, h!(identity::resolve_handle)),
         "com.atproto.identity.updateHandle" => (P, h!(identity::update_handle)),
+        "com.atproto.identity.requestPlcOperationSignature" => {
+            (P, h!(identity::request_plc_operation_signature))
+        }
+        "com.atproto.identity.signPlcOperation" => (P, h!(identity::sign_plc_operation)),
+        "com.atproto.identity.submitPlcOperation" => (P, h!(identity::submit_plc_operation)),
         "com.atproto.identity.getRecommendedDidCredentials" => {
             (Q, h!(identity::get_recommended_did_credentials))
         }

@@ -333,3 +333,17 @@ pub fn status(config: Config) -> Result<(), CliError> {
         Ok(())
     })
 }
+
+pub fn plc_token(config: Config) -> Result<(), CliError> {
+    runtime()?.block_on(async move {
+        let app = open(config).await?;
+        if app.account().await.map_err(msg)?.is_none() {
+            return Err(msg("no account yet"));
+        }
+        let token = crate::api::identity::new_plc_token(&app)
+            .await
+            .map_err(|e| msg(e.message))?;
+        println!("{token}");
+        Ok(())
+    })
+}

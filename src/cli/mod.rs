@@ -101,6 +101,9 @@ pub enum AccountCommand {
     /// Manage app passwords
     #[command(subcommand)]
     AppPassword(AppPasswordCommand),
+    /// Print a one-time token (valid 1 h) for com.atproto.identity.signPlcOperation
+    /// (what other servers send by email; needed to move the account away)
+    PlcToken,
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,6 +197,7 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
             });
             commands::account_create(config, handle, password, email, did_method)
         }
+        Command::Account(AccountCommand::PlcToken) => commands::plc_token(config),
         Command::Account(AccountCommand::SetPassword { password }) => {
             commands::account_set_password(config, password)
         }

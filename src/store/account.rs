@@ -211,3 +211,32 @@ pub fn put_preferences(conn: &Connection, json: &str) -> Result<(), StoreError> 
     )?;
     Ok(())
 }
+
+pub fn insert_plc_token(conn: &Connection, token: &str, expires_at: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM plc_token WHERE expires_at < ?1",
+        [expires_at - 24 * 3600],
+    )?;
+    conn.execute(
+        "INSERT INTO plc_token (token, expires_at) VALUES (?1, ?2)",
+        params![token, expires_at],
+    )?;
+    Ok(())
+}
+
+/// Use up a token: Some(expired?) if it existed, None if unknown.
+pub fn take_plc_token(
+    conn: &Connection,
+    token: &str,
+    now: i64,
+) -> Result<Option<bool>, StoreError> {
+    let exp: Option<i64> = conn
+        .query_row(
+            "SELECT expires_at FROM plc_token WHERE token = ?1",
+            [token],
+            |r| r.get(0),
+        )
+        .optional()?;
+    conn.execute("DELETE FROM plc_token WHERE token = ?1", [token])?;
+    Ok(exp.map(|e| e < now))
+}

@@ -83,6 +83,14 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // 2: one-time tokens for signing PLC operations (what the reference
+    // emails; perch prints them: `perch account plc-token`).
+    r#"
+    CREATE TABLE plc_token (
+        token TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -2,6 +2,7 @@
 // server itself for did:web), handle resolution, and /.well-known/atproto-did.
 import assert from 'node:assert/strict'
 import http from 'node:http'
+import { execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { describe, test } from 'node:test'
 import { env, login, newAgent } from './lib.mjs'
@@ -102,6 +103,42 @@ describe('did:plc at the local directory', { skip: !isPlc && 'the account is not
       const { data: resolved } = await newAgent().com.atproto.identity.resolveHandle({ handle })
       assert.equal(resolved.did, env.did)
     }
+  })
+
+  test('signPlcOperation + submitPlcOperation, with a token from `perch account plc-token`', async () => {
+    assert.ok(process.env.PERCH_BIN && process.env.PERCH_DATA_DIR, 'run.sh passes PERCH_BIN and PERCH_DATA_DIR')
+    const agent = await login()
+    const id = agent.com.atproto.identity
+    await id.requestPlcOperationSignature()
+    await assert.rejects(
+      id.signPlcOperation({ token: 'NOPE-NOPE' }),
+      (e) => e.error === 'InvalidToken',
+    )
+    const token = execFileSync(process.env.PERCH_BIN, [
+      'account', 'plc-token', '--dev', '--data-dir', process.env.PERCH_DATA_DIR,
+    ]).toString().trim()
+    assert.match(token, /^[0-9A-F]{5}-[0-9A-F]{5}$/)
+    const extra = 'https://perch.example/alice'
+    const { data } = await id.signPlcOperation({
+      token,
+      alsoKnownAs: [`at://${env.handle}`, extra],
+    })
+    // A token works once.
+    await assert.rejects(id.signPlcOperation({ token }), (e) => e.error === 'InvalidToken')
+    await id.submitPlcOperation({ operation: data.operation })
+    const state = await getJson(`${env.plcUrl}/${env.did}/data`)
+    assert.deepEqual(state.alsoKnownAs, [`at://${env.handle}`, extra])
+    await plc.validateOperationLog(env.did, await getJson(`${env.plcUrl}/${env.did}/log`))
+    // An operation that would move the account away is not submitted here.
+    const foreign = { ...data.operation, verificationMethods: { atproto: 'did:key:zQ3shqwJEJyMBsBXCWyCBpUBMqxcon9oHB7mCvx4sSpMdLJwc' } }
+    await assert.rejects(id.submitPlcOperation({ operation: foreign }), (e) => e.status === 400)
+    // Put the document back as the other tests expect it.
+    const again = execFileSync(process.env.PERCH_BIN, [
+      'account', 'plc-token', '--dev', '--data-dir', process.env.PERCH_DATA_DIR,
+    ]).toString().trim()
+    const back = await id.signPlcOperation({ token: again, alsoKnownAs: [`at://${env.handle}`] })
+    await id.submitPlcOperation({ operation: back.data.operation })
+    assert.deepEqual((await getJson(`${env.plcUrl}/${env.did}/data`)).alsoKnownAs, [`at://${env.handle}`])
   })
 
   test('getRecommendedDidCredentials matches the directory', async () => {

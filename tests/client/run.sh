@@ -147,6 +147,8 @@ run_tests() {
     PERCH_PASSWORD="$password"
     PERCH_DID="$did"
     PERCH_BLOB_LIMIT="$BLOB_LIMIT"
+    PERCH_BIN="$PERCH_BIN"
+    PERCH_DATA_DIR="${DATA_DIR:-}"
   )
   [[ -z $plc ]] || vars+=(PLC_URL="$plc")
   log "running the client tests against the $label account ($did at $url)"
@@ -185,7 +187,7 @@ run_plc() {
   [[ -n $did ]] || did=$(harness whoami "$url" "$HANDLE" "$password") ||
     die "could not learn the account's DID (createSession failed)"
   [[ $did == did:plc:* ]] || die "expected a did:plc account, got $did"
-  run_tests did:plc "$url" "$password" "$did" "$PLC_URL"
+  DATA_DIR=$data run_tests did:plc "$url" "$password" "$did" "$PLC_URL"
 }
 
 run_web() {
@@ -226,7 +228,7 @@ run_web() {
   did=$(harness whoami "$url" "$HANDLE" "$password") ||
     die "could not log in to perch (did:web)"
   [[ $did == did:web:* ]] || die "expected a did:web account, got $did"
-  run_tests did:web "$url" "$password" "$did"
+  DATA_DIR=$data run_tests did:web "$url" "$password" "$did"
 }
 
 # --- main ----------------------------------------------------------------------
