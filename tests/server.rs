@@ -851,6 +851,33 @@ mod proxy {
     }
 
     #[tokio::test]
+    async fn proxy_targets_resolving_to_private_addresses_are_refused() {
+        let (upstream, mut seen) = fake_appview().await;
+        let s = start().await;
+        let auth = format!("Bearer {}", s.token);
+        for target in [
+            format!("did:web:localhost%3A{}#bsky_appview", upstream.port()),
+            "did:web:127.0.0.1#bsky_appview".to_string(),
+            "did:web:169.254.169.254#bsky_appview".to_string(),
+        ] {
+            let (st, b) = s
+                .call(
+                    "GET",
+                    "app.bsky.feed.getTimeline",
+                    &[("authorization", &auth), ("atproto-proxy", &target)],
+                    b"",
+                )
+                .await;
+            assert!(st == 502 || st == 400, "{target}: {st} {b}");
+            assert!(b["error"].is_string(), "{b}");
+        }
+        assert!(
+            seen.try_recv().is_err(),
+            "a request reached the private upstream"
+        );
+    }
+
+    #[tokio::test]
     async fn a_relay_without_our_head_counts_as_lagging() {
         // The stand-in answers every call without a `rev`, like a relay
         // that never saw this repo.

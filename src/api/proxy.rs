@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response, StatusCode, header};
 use rand_core::OsRng;
-use serde_json::Value;
 
 use super::HandlerResult;
 use super::auth;
@@ -96,41 +95,14 @@ async fn target(app: &App, req: &XrpcRequest) -> Result<(String, String), XrpcEr
 
 /// Find `#id` among the services of `did`'s document.
 async fn resolve_service(app: &App, did: &str, id: &str) -> Result<String, XrpcError> {
-    let url = if let Some(host) = did.strip_prefix("did:web:") {
-        if host.contains(':') {
-            return Err(XrpcError::invalid_request("unsupported did:web form"));
-        }
-        format!("https://{host}/.well-known/did.json")
-    } else if did.starts_with("did:plc:") && !app.config.plc_url.is_empty() {
-        format!("{}/{did}", app.config.plc_url.trim_end_matches('/'))
-    } else {
-        return Err(XrpcError::invalid_request(format!("cannot resolve {did}")));
-    };
-    let (status, body) = app
-        .net
-        .json(Method::GET, &url, None)
+    use crate::identity::resolve::{self, ResolveError};
+    let doc = resolve::did_document(&app.net, &app.config.plc_url, did)
         .await
-        .map_err(upstream)?;
-    if !status.is_success() {
-        return Err(XrpcError::invalid_request(format!(
-            "could not resolve {did}"
-        )));
-    }
-    let doc: Value = serde_json::from_slice(&body)
-        .map_err(|_| XrpcError::invalid_request(format!("bad DID document for {did}")))?;
-    let want_rel = format!("#{id}");
-    let want_abs = format!("{did}#{id}");
-    doc.get("service")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|s| {
-            s.get("id")
-                .and_then(Value::as_str)
-                .is_some_and(|x| x == want_rel || x == want_abs)
-        })
-        .and_then(|s| s.get("serviceEndpoint").and_then(Value::as_str))
-        .map(|e| e.trim_end_matches('/').to_owned())
+        .map_err(|e| match e {
+            ResolveError::Fetch(_, net) => upstream(net),
+            other => XrpcError::invalid_request(other.to_string()),
+        })?;
+    resolve::service_endpoint(&doc, id)
         .ok_or_else(|| XrpcError::invalid_request(format!("{did} has no service #{id}")))
 }
 

@@ -1,7 +1,8 @@
 //! Identity: DIDs and the data behind them.
 //!
 //! `plc` builds, signs and verifies did:plc operations and audit logs and renders the
-//! resulting DID document. Everything here is pure: no network, no clock (times are
-//! passed in), no randomness of its own.
+//! resulting DID document; it is pure (no network, no clock, no randomness of its own).
+//! `resolve` fetches other identities' DID documents and handles through `net`.
 
 pub mod plc;
+pub mod resolve;

@@ -1,0 +1,158 @@
+//! Resolving other identities over the network: DID documents (did:plc at
+//! the PLC directory, did:web at `/.well-known/did.json`) and handles (the
+//! HTTPS `/.well-known/atproto-did` method; DNS TXT is not implemented).
+//! Every fetch goes through `net`, so private addresses are refused.
+
+use hyper::Method;
+use serde_json::Value;
+
+use crate::net::{Net, NetError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("unsupported DID: {0}")]
+    Unsupported(String),
+    #[error("could not resolve {0}: {1}")]
+    Fetch(String, NetError),
+    #[error("{0} was not found")]
+    NotFound(String),
+    #[error("bad DID document for {0}")]
+    BadDocument(String),
+}
+
+/// Fetch and sanity-check the DID document of `did`.
+pub async fn did_document(net: &Net, plc_url: &str, did: &str) -> Result<Value, ResolveError> {
+    let url = if let Some(host) = did.strip_prefix("did:web:") {
+        // Only the host form; a port is percent-encoded and allowed for
+        // localhost in development.
+        let host = host.replace("%3A", ":");
+        if host.contains('/') || (host.contains(':') && !host.starts_with("localhost:")) {
+            return Err(ResolveError::Unsupported(did.into()));
+        }
+        let scheme = if host.starts_with("localhost") {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{host}/.well-known/did.json")
+    } else if did.starts_with("did:plc:") && !plc_url.is_empty() {
+        format!("{}/{did}", plc_url.trim_end_matches('/'))
+    } else {
+        return Err(ResolveError::Unsupported(did.into()));
+    };
+    let (status, body) = net
+        .json(Method::GET, &url, None)
+        .await
+        .map_err(|e| ResolveError::Fetch(did.into(), e))?;
+    if !status.is_success() {
+        return Err(ResolveError::NotFound(did.into()));
+    }
+    let doc: Value =
+        serde_json::from_slice(&body).map_err(|_| ResolveError::BadDocument(did.into()))?;
+    if doc.get("id").and_then(Value::as_str) != Some(did) {
+        return Err(ResolveError::BadDocument(did.into()));
+    }
+    Ok(doc)
+}
+
+/// The endpoint of service `#id` in a DID document.
+pub fn service_endpoint(doc: &Value, id: &str) -> Option<String> {
+    let did = doc.get("id").and_then(Value::as_str).unwrap_or("");
+    let (rel, abs) = (format!("#{id}"), format!("{did}#{id}"));
+    doc.get("service")?
+        .as_array()?
+        .iter()
+        .find(|s| {
+            s.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|x| x == rel || x == abs)
+        })?
+        .get("serviceEndpoint")?
+        .as_str()
+        .map(|e| e.trim_end_matches('/').to_owned())
+}
+
+/// The handle a DID document claims (its first `at://` alias).
+pub fn claimed_handle(doc: &Value) -> Option<String> {
+    doc.get("alsoKnownAs")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|a| a.strip_prefix("at://"))
+        .map(crate::syntax::normalize_handle)
+}
+
+/// Handle → DID by `https://<handle>/.well-known/atproto-did`, confirmed in
+/// the other direction: the DID's document must claim the handle.
+pub async fn handle_to_did(net: &Net, plc_url: &str, handle: &str) -> Result<String, ResolveError> {
+    let url = format!("https://{handle}/.well-known/atproto-did");
+    let (status, body) = net
+        .json(Method::GET, &url, None)
+        .await
+        .map_err(|e| ResolveError::Fetch(handle.into(), e))?;
+    if !status.is_success() {
+        return Err(ResolveError::NotFound(handle.into()));
+    }
+    let did = String::from_utf8_lossy(&body).trim().to_owned();
+    if crate::syntax::validate_did(&did).is_err() {
+        return Err(ResolveError::NotFound(handle.into()));
+    }
+    let doc = did_document(net, plc_url, &did).await?;
+    if claimed_handle(&doc).as_deref() != Some(handle) {
+        return Err(ResolveError::NotFound(handle.into()));
+    }
+    Ok(did)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn service_and_handle_from_a_document() {
+        let doc = json!({
+            "id": "did:plc:abc",
+            "alsoKnownAs": ["https://x", "at://Alice.Example.com"],
+            "service": [
+                {"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": "https://pds.example.com/"},
+                {"id": "did:plc:abc#bsky_appview", "type": "BskyAppView", "serviceEndpoint": "https://api.example.com"}
+            ]
+        });
+        assert_eq!(
+            service_endpoint(&doc, "atproto_pds").unwrap(),
+            "https://pds.example.com"
+        );
+        assert_eq!(
+            service_endpoint(&doc, "bsky_appview").unwrap(),
+            "https://api.example.com"
+        );
+        assert!(service_endpoint(&doc, "nope").is_none());
+        assert_eq!(claimed_handle(&doc).unwrap(), "alice.example.com");
+    }
+
+    #[tokio::test]
+    async fn private_targets_and_odd_dids_are_refused() {
+        let net = Net::new(false);
+        for did in [
+            "did:web:127.0.0.1",
+            "did:web:localhost%3A9",
+            "did:web:10.0.0.1",
+        ] {
+            let e = did_document(&net, "", did).await.unwrap_err();
+            assert!(
+                matches!(e, ResolveError::Fetch(_, NetError::Private(_))),
+                "{did}: {e}"
+            );
+        }
+        for did in ["did:web:a.com:path", "did:key:zQ3sh", "did:plc:abc"] {
+            assert!(
+                matches!(
+                    did_document(&net, "", did).await,
+                    Err(ResolveError::Unsupported(_))
+                ),
+                "{did}"
+            );
+        }
+    }
+}
