@@ -25,6 +25,8 @@ pub struct App {
     pub net: crate::net::Net,
     /// What the relays said when asked to crawl us.
     pub crawl: crate::crawl::CrawlState,
+    /// Open firehose connections.
+    pub subscribers: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,7 @@ impl App {
         let net = crate::net::Net::new(config.allow_loopback);
         Ok(Arc::new(App {
             crawl: crate::crawl::CrawlState::default(),
+            subscribers: std::sync::atomic::AtomicUsize::new(0),
             net,
             config,
             store,

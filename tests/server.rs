@@ -545,6 +545,31 @@ mod firehose {
     }
 
     #[tokio::test]
+    async fn readyz_counts_subscribers() {
+        let s = start().await;
+        let count = || async {
+            let (_, b) = raw(
+                s.addr,
+                b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            )
+            .await;
+            b["firehoseSubscribers"].as_u64().unwrap()
+        };
+        assert_eq!(count().await, 0);
+        let mut ws = connect(&s, Some(0)).await;
+        frame(&mut ws).await;
+        assert_eq!(count().await, 1);
+        drop(ws);
+        for _ in 0..100 {
+            if count().await == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("a closed subscriber is still counted");
+    }
+
+    #[tokio::test]
     async fn future_cursor_is_an_error_frame() {
         let s = start().await;
         let mut ws = connect(&s, Some(1_000_000)).await;
@@ -666,6 +691,15 @@ mod sync_reads {
         )
         .await;
         assert_eq!(st, 400);
+
+        // The deprecated getHead agrees with getLatestCommit.
+        let (st, b) = raw(
+            s.addr,
+            format!("GET /xrpc/com.atproto.sync.getHead?did={did} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(st, 200);
+        assert_eq!(b["root"], head["cid"]);
 
         // since: only blocks written after that rev.
         let since = head["rev"].as_str().unwrap().to_owned();

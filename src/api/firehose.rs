@@ -155,7 +155,27 @@ async fn send(ws: &mut Ws, frame: Vec<u8>) -> Result<(), String> {
     }
 }
 
+/// Counts a subscriber for as long as it is connected.
+struct Subscribed(Arc<App>);
+
+impl Subscribed {
+    fn new(app: &Arc<App>) -> Self {
+        app.subscribers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Subscribed(Arc::clone(app))
+    }
+}
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        self.0
+            .subscribers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 async fn stream(app: Arc<App>, mut ws: Ws, cursor: Option<i64>) -> Result<(), String> {
+    let _counted = Subscribed::new(&app);
     let mut seqs = app.writer.seq_watch();
     let head = *seqs.borrow_and_update();
     let mut pos = match cursor {

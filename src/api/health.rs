@@ -27,6 +27,7 @@ pub async fn readyz(app: &Arc<App>) -> Response<Body> {
                 "handle": a.handle,
                 "relays": app.crawl.to_json(),
                 "firehoseSeq": *app.writer.seq_watch().borrow(),
+                "firehoseSubscribers": app.subscribers.load(std::sync::atomic::Ordering::Relaxed),
             }),
         ),
         Ok(None) => (

@@ -64,6 +64,8 @@ fn lookup(nsid: &str) -> Option<(Kind, Handler)> {
         "com.atproto.sync.getRecord" => (Q, h!(sync::get_record)),
         "com.atproto.sync.getRepo" => (Q, h!(sync::get_repo)),
         "com.atproto.sync.getBlocks" => (Q, h!(sync::get_blocks)),
+        "com.atproto.sync.getHead" => (Q, h!(sync::get_head)),
+        "com.atproto.sync.getCheckout" => (Q, h!(sync::get_checkout)),
         "com.atproto.identity.resolveHandle" => (Q, h!(identity::resolve_handle)),
         "com.atproto.identity.updateHandle" => (P, h!(identity::update_handle)),
         "com.atproto.identity.requestPlcOperationSignature" => {

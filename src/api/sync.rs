@@ -297,3 +297,33 @@ pub async fn get_blocks(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
         Ok(())
     }))
 }
+
+/// Deprecated: the current commit CID.
+pub async fn get_head(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    let a = account_for(&app, &req).await?;
+    active(&a)?;
+    let root = app
+        .store
+        .read(store::repo::get_root)
+        .await?
+        .ok_or_else(|| XrpcError::lexicon("HeadNotFound", "repo has no commit"))?;
+    Ok(XrpcResponse::Json(
+        json!({ "root": root.commit_cid.to_string() }),
+    ))
+}
+
+/// Deprecated: the whole repo, as `getRepo` without `since`.
+pub async fn get_checkout(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    let a = account_for(&app, &req).await?;
+    active(&a)?;
+    let root = app
+        .store
+        .read(store::repo::get_root)
+        .await?
+        .ok_or_else(|| XrpcError::lexicon("RepoNotFound", "repo has no commit"))?;
+    Ok(car_stream(&app, move |c, w| {
+        write_repo_car(&SqlBlocks(c), &root.commit_cid, w)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }))
+}

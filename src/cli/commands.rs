@@ -303,6 +303,29 @@ pub fn status(config: Config) -> Result<(), CliError> {
             println!("repo      rev {} commit {}", r.rev, r.commit_cid);
         }
         println!("firehose  last seq {seq}");
+        // The running server's own view (subscribers, relay answers), if it
+        // answers on the configured address.
+        let port = app.config.listen.port();
+        let local = crate::net::Net::new(true);
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        match local.json(hyper::Method::GET, &url, None).await {
+            Ok((_, body)) => {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                println!(
+                    "server    running; {} firehose subscriber(s)",
+                    v.get("firehoseSubscribers").and_then(|x| x.as_u64()).unwrap_or(0)
+                );
+                for r in v.get("relays").and_then(|x| x.as_array()).into_iter().flatten() {
+                    println!(
+                        "crawl     {}: {} (at {})",
+                        r.get("relay").and_then(|x| x.as_str()).unwrap_or("?"),
+                        r.get("result").and_then(|x| x.as_str()).unwrap_or("?"),
+                        r.get("requestedAt").and_then(|x| x.as_i64()).unwrap_or(0)
+                    );
+                }
+            }
+            Err(_) => println!("server    not answering on port {port}"),
+        }
         for relay in &app.config.relays {
             let url = format!(
                 "{}/xrpc/com.atproto.sync.getLatestCommit?did={}",
