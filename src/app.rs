@@ -27,7 +27,13 @@ pub struct App {
     pub crawl: crate::crawl::CrawlState,
     /// Open firehose connections.
     pub subscribers: std::sync::atomic::AtomicUsize,
+    /// Other identities' DID documents, kept a few minutes.
+    did_cache: Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
 }
+
+/// How long a fetched DID document is trusted before it is fetched again.
+const DID_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+const DID_CACHE_MAX: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -70,6 +76,7 @@ impl App {
         Ok(Arc::new(App {
             crawl: crate::crawl::CrawlState::default(),
             subscribers: std::sync::atomic::AtomicUsize::new(0),
+            did_cache: Mutex::new(std::collections::HashMap::new()),
             net,
             config,
             store,
@@ -80,6 +87,31 @@ impl App {
             service_did,
             login_limiter: Mutex::new(LoginLimiter::new(crate::auth::LimiterConfig::default())),
         }))
+    }
+
+    /// Another identity's DID document, from the cache when fresh.
+    pub async fn did_document(
+        &self,
+        did: &str,
+    ) -> Result<serde_json::Value, crate::identity::resolve::ResolveError> {
+        if let Ok(cache) = self.did_cache.lock()
+            && let Some((at, doc)) = cache.get(did)
+            && at.elapsed() < DID_CACHE_TTL
+        {
+            return Ok(doc.clone());
+        }
+        let doc =
+            crate::identity::resolve::did_document(&self.net, &self.config.plc_url, did).await?;
+        if let Ok(mut cache) = self.did_cache.lock() {
+            if cache.len() >= DID_CACHE_MAX {
+                cache.retain(|_, (at, _)| at.elapsed() < DID_CACHE_TTL);
+                if cache.len() >= DID_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(did.to_owned(), (std::time::Instant::now(), doc.clone()));
+        }
+        Ok(doc)
     }
 
     /// The account, if one exists.

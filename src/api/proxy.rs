@@ -96,12 +96,10 @@ async fn target(app: &App, req: &XrpcRequest) -> Result<(String, String), XrpcEr
 /// Find `#id` among the services of `did`'s document.
 async fn resolve_service(app: &App, did: &str, id: &str) -> Result<String, XrpcError> {
     use crate::identity::resolve::{self, ResolveError};
-    let doc = resolve::did_document(&app.net, &app.config.plc_url, did)
-        .await
-        .map_err(|e| match e {
-            ResolveError::Fetch(_, net) => upstream(net),
-            other => XrpcError::invalid_request(other.to_string()),
-        })?;
+    let doc = app.did_document(did).await.map_err(|e| match e {
+        ResolveError::Fetch(_, net) => upstream(net),
+        other => XrpcError::invalid_request(other.to_string()),
+    })?;
     resolve::service_endpoint(&doc, id)
         .ok_or_else(|| XrpcError::invalid_request(format!("{did} has no service #{id}")))
 }
