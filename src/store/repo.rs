@@ -58,10 +58,15 @@ pub fn get_block(conn: &Connection, c: &Cid) -> Result<Option<Vec<u8>>, StoreErr
         .optional()?)
 }
 
-/// Store a block unless it is already there (blocks are immutable).
+/// Store a block written by revision `rev`. Blocks are immutable, but a
+/// block that comes back (a record re-created, a tree node that reappears
+/// after a delete) takes the new rev, so `getRepo?since=` includes it.
 pub fn put_block(conn: &Connection, c: &Cid, rev: &str, data: &[u8]) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT OR IGNORE INTO block (cid, rev, data) VALUES (?1, ?2, ?3)")?
-        .execute(params![c.to_bytes(), rev, data])?;
+    conn.prepare_cached(
+        "INSERT INTO block (cid, rev, data) VALUES (?1, ?2, ?3)
+         ON CONFLICT (cid) DO UPDATE SET rev = excluded.rev WHERE excluded.rev > block.rev",
+    )?
+    .execute(params![c.to_bytes(), rev, data])?;
     Ok(())
 }
 
