@@ -53,7 +53,7 @@ fn blocks_records_and_events_round_trip() {
     assert_eq!(repo::block_count(&w).unwrap(), 1);
     // A block written again counts as written by the later rev (so a
     // since-diff includes it), never moved back by an older one.
-    let mut since = |rev: &str| {
+    let since = |rev: &str| {
         let mut n = 0;
         repo::blocks_since(&w, rev, &mut |_, _| {
             n += 1;
