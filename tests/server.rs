@@ -544,6 +544,72 @@ mod firehose {
         }
     }
 
+    /// All frames available from `cursor` on, until a quiet moment.
+    async fn drain(s: &Server, cursor: i64) -> Vec<(i64, Vec<u8>)> {
+        let mut ws = connect(s, Some(cursor)).await;
+        let mut out = Vec::new();
+        while let Ok(Some(Ok(Message::Binary(b)))) =
+            tokio::time::timeout(Duration::from_millis(500), ws.next()).await
+        {
+            let mut seq = 0;
+            for split in 1..b.len() {
+                if let (Ok(_), Ok(body)) = (cbor::decode(&b[..split]), cbor::decode(&b[split..])) {
+                    seq = body.get("seq").and_then(Ipld::as_integer).unwrap();
+                    break;
+                }
+            }
+            out.push((seq, b.to_vec()));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn replay_is_identical_after_a_restart_and_seq_keeps_rising() {
+        let s = start().await;
+        for i in 0..5 {
+            let rec = json!({"repo": s.did, "collection": "app.bsky.feed.post",
+                "record": {"$type": "app.bsky.feed.post", "text": format!("{i}"), "createdAt": "2026-01-01T00:00:00Z"}});
+            s.write("com.atproto.repo.createRecord", rec.to_string().as_bytes())
+                .await;
+        }
+        let before = drain(&s, 0).await;
+        assert_eq!(before.len(), 8);
+        // "Restart": a second server process over the same data directory.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut config = s.app.config.clone();
+        config.listen = listener.local_addr().unwrap();
+        let app2 = App::open(config).await.unwrap();
+        tokio::spawn(perch::http::serve(
+            Arc::clone(&app2),
+            listener,
+            std::future::pending(),
+        ));
+        let s2 = Server {
+            addr: app2.config.listen,
+            app: app2,
+            did: s.did.clone(),
+            token: s.token.clone(),
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        let after = drain(&s2, 0).await;
+        assert_eq!(after, before, "replay after restart differs");
+        let from_middle = drain(&s2, before[3].0).await;
+        assert_eq!(
+            from_middle,
+            before[4..].to_vec(),
+            "replay must start strictly after the cursor"
+        );
+        let rec = json!({"repo": s.did, "collection": "app.bsky.feed.post",
+            "record": {"$type": "app.bsky.feed.post", "text": "after", "createdAt": "2026-01-01T00:00:00Z"}});
+        let (st, _) = s2
+            .write("com.atproto.repo.createRecord", rec.to_string().as_bytes())
+            .await;
+        assert_eq!(st, 200);
+        let latest = drain(&s2, before.last().unwrap().0).await;
+        assert_eq!(latest.len(), 1);
+        assert!(latest[0].0 > before.last().unwrap().0);
+    }
+
     #[tokio::test]
     async fn readyz_counts_subscribers() {
         let s = start().await;
