@@ -19,6 +19,16 @@
 #                  /proc/PID/clear_refs), and over the whole process life
 #   fsync/commit   strace -f -c -e trace=fsync,fdatasync over N sequential
 #                  createRecords, less a run with the same login and 0 writes
+#   getRepo        on a fresh data dir: 10,000 records written through
+#                  applyWrites (200 creates per call), then GET
+#                  com.atproto.sync.getRepo fully read (median of 3): ms, MB/s
+#   firehose       on the same server afterwards: 1 and then 10 live
+#                  subscribeRepos subscribers, 300 sequential createRecords;
+#                  latency from sending each createRecord to each subscriber
+#                  receiving the #commit frame with that commit CID, p50/p99
+#                  over all (write, subscriber) pairs (scripts/bench/
+#                  firehose.mjs; needs `ws` and `cborg` from
+#                  scripts/bench/node_modules, skipped without them)
 # plus the disk's own rate of 4 KiB append + fsync in the same filesystem,
 # and, as diagnostics: server CPU time per request in each phase, RSS and
 # thread count after each phase, and the data dir's growth per record.
@@ -39,6 +49,8 @@
 #   BENCH_FSYNC_WRITES   createRecords in the strace run (200)
 #   BENCH_COLD_RUNS      cold starts per server (5)
 #   BENCH_RKEYS          records the getRecord phase picks from (1000)
+#   BENCH_REPO_RECORDS   records in the getRepo repo (10000)
+#   BENCH_FIREHOSE_WRITES  createRecords per firehose phase (300)
 #   BENCH_OUT            JSON output file (bench-results.json at the repo root)
 #   BENCH_TMPDIR         where the data dirs go (/tmp); the fsync figures are
 #                        for that filesystem
@@ -57,6 +69,8 @@ DURATION=${BENCH_DURATION:-10}
 FSYNC_WRITES=${BENCH_FSYNC_WRITES:-200}
 COLD_RUNS=${BENCH_COLD_RUNS:-5}
 NRKEYS=${BENCH_RKEYS:-1000}
+REPO_RECORDS=${BENCH_REPO_RECORDS:-10000}
+FIREHOSE_WRITES=${BENCH_FIREHOSE_WRITES:-300}
 OUT=${BENCH_OUT:-$ROOT/bench-results.json}
 PERCH_BIN=${PERCH_BIN:-$ROOT/target/release/perch}
 
@@ -80,6 +94,14 @@ while (($#)); do
 done
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 && $DURATION -le 600 ]] || {
   echo "bench.sh: --duration must be 1..600 seconds" >&2
+  exit 2
+}
+[[ $REPO_RECORDS =~ ^[0-9]+$ && $REPO_RECORDS -ge 1 && $REPO_RECORDS -le 200000 ]] || {
+  echo "bench.sh: BENCH_REPO_RECORDS must be 1..200000" >&2
+  exit 2
+}
+[[ $FIREHOSE_WRITES =~ ^[0-9]+$ && $FIREHOSE_WRITES -ge 1 && $FIREHOSE_WRITES -le 10000 ]] || {
+  echo "bench.sh: BENCH_FIREHOSE_WRITES must be 1..10000" >&2
   exit 2
 }
 
@@ -369,9 +391,41 @@ bench_server() { # bench_server SERVER TEMPLATE_DATADIR
     metric "$server" "fsync_run_${n}_calls" "{${calls%,}}"
     rm -rf "$data"
   done
+
+  # getRepo of a REPO_RECORDS-record repo, then firehose latency on it
+  data="$WORK/$server-repo"
+  cp -a "$template" "$data"
+  start_server "$server" "$data" "$WORK/$server-repo.log"
+  login "$server"
+  log "$server: writing $REPO_RECORDS records (applyWrites, 200 per call)"
+  r=$(timeout 1200 "${CLIENT[@]}" fill "$url" "$DID" "$TOKEN" "$REPO_RECORDS") ||
+    die "$server: filling the repo failed"
+  metric "$server" repo_fill "$r"
+  log "$server: getRepo x3 ($REPO_RECORDS records)"
+  r=$(timeout 900 "${CLIENT[@]}" get-repo "$url" "$DID" 3) || die "$server: getRepo failed"
+  metric "$server" get_repo "$r"
+  metric "$server" repo_dir_bytes "$(du -sb "$data" | cut -f1)"
+  if ((FIREHOSE_OK)); then
+    for n in 1 10; do
+      log "$server: firehose, $n subscriber(s), $FIREHOSE_WRITES sequential createRecords"
+      rss "$server" "before_firehose_$n"
+      r=$(timeout 900 node "$HERE/firehose.mjs" "$url" "$DID" "$TOKEN" "$n" "$FIREHOSE_WRITES") ||
+        die "$server: firehose run with $n subscribers failed"
+      metric "$server" "firehose_$n" "$r"
+      rss "$server" "after_firehose_$n"
+    done
+  fi
+  stop_server
+  rm -rf "$data"
 }
 
 # --- run ---------------------------------------------------------------------
+FIREHOSE_OK=0
+firehose_deps() { (cd "$HERE" && node -e 'require.resolve("ws"); import("cborg").then(() => {}, () => process.exit(1))') >/dev/null 2>&1; }
+if ((PERCH_ONLY == 0)); then ensure_reference_deps; fi
+if firehose_deps; then FIREHOSE_OK=1; else log "no ws/cborg in scripts/bench/node_modules: skipping the firehose phases"; fi
+metric machine repo_records "$REPO_RECORDS"
+metric machine firehose_writes "$FIREHOSE_WRITES"
 log "work dir $WORK; perch $PERCH_BIN; ${DURATION}s per load phase"
 metric machine nproc "$(nproc)"
 metric machine loadavg_start "\"$(cut -d' ' -f1-3 /proc/loadavg)\""
@@ -393,7 +447,6 @@ log "perch: account create (did:web) for the template data dir"
 bench_server perch "$WORK/perch-template"
 
 if ((PERCH_ONLY == 0)); then
-  ensure_reference_deps
   metric machine reference_version "\"$(cd "$HERE" && "$NODE22" -p 'require("@atproto/pds/package.json").version') on node $("$NODE22" --version)\""
   # a local did:plc directory for the reference's account
   (cd "$HERE" && exec "$NODE22" plc.mjs --port-file "$WORK/plc.port") >"$WORK/plc.log" 2>&1 &

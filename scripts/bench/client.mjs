@@ -12,6 +12,8 @@
 //   node client.mjs cold-start URL TIMEOUT_S LOGFILE -- CMD [ARGS...]  -> {"ms"}
 //   node client.mjs fsync-rate DIR SECONDS                  -> {"fsyncs_per_sec", ...}
 //   node client.mjs rss PID                                 -> {"rss_kib","hwm_kib","threads","cpu_ms"}
+//   node client.mjs fill URL DID TOKEN N                    -> {"created","calls","seconds"}
+//   node client.mjs get-repo URL DID RUNS                   -> {"bytes","blocks","ms_runs","ms","mb_per_s"}
 import { spawn } from 'node:child_process'
 import { closeSync, fsyncSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import net from 'node:net'
@@ -231,6 +233,76 @@ const commands = {
     const cpuMs = ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
     out({ rss_kib: kib('VmRSS'), hwm_kib: kib('VmHWM'), threads, cpu_ms: cpuMs })
   },
+}
+
+// N records through applyWrites, 200 creates per call (the reference's
+// maximum); bounded by N/200 + 1 calls of 120 s each.
+commands.fill = async (base, did, token, n) => {
+  n = Number(n)
+  let created = 0
+  let calls = 0
+  const t0 = process.hrtime.bigint()
+  while (created < n && calls <= Math.ceil(n / 200)) {
+    const k = Math.min(200, n - created)
+    const writes = Array.from({ length: k }, (_, i) => ({
+      $type: 'com.atproto.repo.applyWrites#create',
+      collection: COLLECTION,
+      value: post(created + i),
+    }))
+    const url = new URL('/xrpc/com.atproto.repo.applyWrites', base)
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ repo: did, writes }),
+      signal: AbortSignal.timeout(120_000),
+    })
+    const text = await res.text()
+    calls++
+    if (res.status !== 200) die(`applyWrites (${created} created): ${res.status} ${text.slice(0, 300)}`)
+    created += k
+  }
+  out({ created, calls, seconds: Number(process.hrtime.bigint() - t0) / 1e9 })
+}
+
+// GET com.atproto.sync.getRepo, body fully read, RUNS times; the median.
+// The CAR is walked (varint-framed sections) to count its blocks.
+commands['get-repo'] = async (base, did, runs) => {
+  const url = new URL('/xrpc/com.atproto.sync.getRepo', base)
+  url.searchParams.set('did', did)
+  const msRuns = []
+  let bytes = null
+  let blocks = null
+  let contentType = null
+  for (let i = 0; i < Number(runs); i++) {
+    const t0 = process.hrtime.bigint()
+    const res = await fetch(url, { signal: AbortSignal.timeout(300_000) })
+    const buf = new Uint8Array(await res.arrayBuffer())
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6
+    if (res.status !== 200) die(`getRepo: ${res.status} ${Buffer.from(buf.slice(0, 300)).toString()}`)
+    msRuns.push(ms)
+    if (bytes !== null && buf.length !== bytes) die(`getRepo: size changed between runs (${bytes} -> ${buf.length})`)
+    bytes = buf.length
+    contentType = res.headers.get('content-type')
+    let pos = 0
+    let sections = 0
+    while (pos < buf.length && sections < 10_000_000) {
+      let len = 0
+      let shift = 0
+      let b
+      do {
+        b = buf[pos++]
+        len += (b & 0x7f) * 2 ** shift
+        shift += 7
+      } while (b & 0x80 && pos < buf.length)
+      pos += len
+      sections++
+    }
+    if (pos !== buf.length) die(`getRepo: the CAR does not parse (section ends at ${pos} of ${buf.length})`)
+    blocks = sections - 1 // the first section is the CAR header
+  }
+  const s = [...msRuns].sort((a, b) => a - b)
+  const ms = s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+  out({ bytes, blocks, content_type: contentType, ms_runs: msRuns, ms, mb_per_s: bytes / 1e6 / (ms / 1000) })
 }
 
 const [name, ...rest] = process.argv.slice(2)

@@ -89,6 +89,22 @@ function derive(r) {
     typeof r.data_dir_bytes === 'number' && d.records_written > 0
       ? (r.data_dir_bytes - (r.template_dir_bytes ?? 0)) / d.records_written
       : null
+  d.get_repo_ms = r.get_repo?.ms ?? null
+  d.get_repo_mb_per_s = r.get_repo?.mb_per_s ?? null
+  d.get_repo_mb = typeof r.get_repo?.bytes === 'number' ? r.get_repo.bytes / 1e6 : null
+  d.get_repo_blocks = r.get_repo?.blocks ?? null
+  d.repo_fill_records_per_s = r.repo_fill?.seconds > 0 ? r.repo_fill.created / r.repo_fill.seconds : null
+  for (const n of [1, 10]) {
+    const f = r[`firehose_${n}`]
+    d[`firehose_${n}_p50_ms`] = f?.p50_ms ?? null
+    d[`firehose_${n}_p99_ms`] = f?.p99_ms ?? null
+    d[`firehose_${n}_max_ms`] = f?.max_ms ?? null
+    d[`firehose_${n}_write_p50_ms`] = f?.write_p50_ms ?? null
+    d[`firehose_${n}_problems`] = f
+      ? (f.missing ?? 0) + (f.out_of_order ?? 0) + (f.gaps ?? 0) + (f.duplicates ?? 0) + (f.decode_errors ?? 0) +
+        (f.error_frames?.length ?? 0) + (f.closed_early ?? 0) + (f.wrong_repo ?? 0) + (f.writes - f.ok_writes)
+      : null
+  }
   d.rss_by_phase = Object.fromEntries(
     ['idle', 'after_create_seq', 'after_create_c8', 'after_get_c8', 'after_list_c8'].map((p) => [
       p,
@@ -127,12 +143,27 @@ const ROWS = [
   ['threads_after_load', 'threads after load', '', 'lower'],
   ['cold_start_ms', `cold start to healthy (median of ${m.cold_runs ?? '?'})`, 'ms', 'lower', { kind: 'perch<=', value: 20 }],
   ['fsync_per_commit', 'fsync+fdatasync per commit', '', 'lower', { kind: 'perch==', value: 1 }],
+  ['get_repo_ms', `getRepo, ${m.repo_records ?? '?'}-record repo (median of 3)`, 'ms', 'lower', { kind: 'ratio>=', value: 10, text: '≥ 10× faster export' }],
+  ['get_repo_mb_per_s', '  throughput (10^6 B/s)', 'MB/s', 'higher'],
+  ['get_repo_mb', '  CAR size', 'MB', 'lower'],
+  ['repo_fill_records_per_s', '  records/s writing it (applyWrites x200)', '/s', 'higher'],
+  ['firehose_1_p50_ms', `write→firehose, 1 subscriber, p50 (${m.firehose_writes ?? '?'} writes)`, 'ms', 'lower'],
+  ['firehose_1_p99_ms', '  p99', 'ms', 'lower', { kind: 'perch<', value: 5, text: 'p99 < 5 ms' }],
+  ['firehose_1_write_p50_ms', '  createRecord response p50', 'ms', 'lower'],
+  ['firehose_10_p50_ms', `write→firehose, 10 subscribers, p50 (${m.firehose_writes ?? '?'} writes)`, 'ms', 'lower'],
+  ['firehose_10_p99_ms', '  p99', 'ms', 'lower', { kind: 'perch<', value: 5, text: 'p99 < 5 ms' }],
+  ['firehose_10_write_p50_ms', '  createRecord response p50', 'ms', 'lower'],
+  ['firehose_problems', 'firehose missing/out-of-order/gap/error frames', '', 'lower'],
   ['records_written', 'records written by the load', '', 'higher'],
   ['data_dir_mib', 'data dir after the load', 'MiB', 'lower'],
   ['bytes_per_record', 'data dir growth per record written', 'B', 'lower'],
   ['failed_total', 'failed requests (non-2xx, socket errors)', '', 'lower'],
 ]
 for (const d of [P, R]) {
+  if (d) {
+    const ps = [d.firehose_1_problems, d.firehose_10_problems].filter((x) => typeof x === 'number')
+    d.firehose_problems = ps.length ? ps.reduce((a, b) => a + b, 0) : null
+  }
   if (d) d.failed_total = ['create_seq', 'create_c8', 'get_c8', 'list_c8'].reduce((a, p) => a + (d[`${p}_failed`] ?? 0), 0)
 }
 
@@ -153,6 +184,8 @@ function targetMet(t, key, rat) {
       return typeof p === 'number' ? p >= t.value : null
     case 'perch<=':
       return typeof p === 'number' ? p <= t.value : null
+    case 'perch<':
+      return typeof p === 'number' ? p < t.value : null
     case 'perch==':
       return typeof p === 'number' ? Math.abs(p - t.value) < 0.005 : null
     case 'ratio>=':
@@ -162,6 +195,7 @@ function targetMet(t, key, rat) {
 }
 const targetText = (t) => {
   if (!t) return ''
+  if (t.text) return t.text
   const op = t.kind.replace(/^(perch|ratio)/, '').replace('>=', '≥ ').replace('<=', '≤ ').replace('==', '= ')
   return t.kind.startsWith('ratio') ? `${op}${t.value}×` : `${op}${t.value}`
 }
@@ -186,7 +220,7 @@ const fmt = (v, unit) => {
   if (typeof v !== 'number') return String(v)
   if (unit === '/s') return v >= 100 ? v.toFixed(0) : v.toFixed(1)
   if (unit === 'ms') return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)
-  if (unit === 'MiB') return v.toFixed(1)
+  if (unit === 'MiB' || unit === 'MB' || unit === 'MB/s') return v.toFixed(1)
   if (unit === '%' || unit === 'B' || unit === 'µs') return v.toFixed(0)
   if (Number.isInteger(v)) return String(v)
   return v.toFixed(2)
@@ -224,6 +258,21 @@ for (const [name, d] of [['perch', P], ['reference', R]]) {
     .map(([p, v]) => `${p.replace('after_', '')} ${fmt(v.rss_mib, 'MiB')} MiB/${v.threads ?? '?'} thr`)
     .join(', ')
   console.log(`${name}: RSS and threads by phase: ${phases}`)
+  const gr = (name === 'perch' ? raw.perch : raw.reference)?.get_repo
+  if (gr) console.log(`${name}: getRepo ${gr.bytes} bytes, ${gr.blocks} blocks, runs ${gr.ms_runs.map((x) => fmt(x, 'ms')).join('/')} ms`)
+  for (const n of [1, 10]) {
+    const f = (name === 'perch' ? raw.perch : raw.reference)?.[`firehose_${n}`]
+    if (!f) continue
+    console.log(
+      `${name}: firehose x${n}: ${f.ok_writes}/${f.writes} writes, ${f.samples} samples, max ${fmt(f.max_ms, 'ms')} ms; ` +
+        (f.frame_after_response_p50_ms != null
+          ? `frame after the createRecord response p50 ${fmt(f.frame_after_response_p50_ms, 'ms')} / p99 ${fmt(f.frame_after_response_p99_ms, 'ms')} ms, ${f.frames_before_response} frames before it; `
+          : '') +
+        `missing ${f.missing}, out of order ${f.out_of_order}, gaps ${f.gaps}, duplicates ${f.duplicates}, ` +
+        `decode errors ${f.decode_errors}, error frames ${f.error_frames.length}, closed early ${f.closed_early}, ` +
+        `other frames ${JSON.stringify(f.other_frames)}, unmatched commits ${f.unmatched_commit_frames}`,
+    )
+  }
 }
 
 const result = {
