@@ -151,17 +151,18 @@ pub async fn get_recommended_did_credentials(app: Arc<App>, req: XrpcRequest) ->
     })))
 }
 
-/// Check that `handle` points at `did`: its `/.well-known/atproto-did`
-/// must answer with the DID. (DNS TXT verification is not implemented.)
+/// Check that `handle` points at `did`, by DNS TXT `_atproto.<handle>` or
+/// by `https://<handle>/.well-known/atproto-did`.
 async fn handle_resolves_to(app: &App, handle: &str, did: &str) -> bool {
     // Development handles under .test cannot resolve anywhere.
     if app.config.dev && handle.ends_with(".test") {
         return true;
     }
-    let url = format!("https://{handle}/.well-known/atproto-did");
-    match app.net.json(hyper::Method::GET, &url, None).await {
-        Ok((status, body)) if status.is_success() => String::from_utf8_lossy(&body).trim() == did,
-        _ => false,
+    use crate::identity::resolve;
+    match resolve::dns_did(handle).await {
+        Ok(Some(d)) => d == did,
+        Err(_) => false,
+        Ok(None) => resolve::https_did(&app.net, handle).await.as_deref() == Some(did),
     }
 }
 
@@ -187,7 +188,7 @@ pub async fn update_handle(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult
     }
     if handle != app.config.hostname && !handle_resolves_to(&app, &handle, &session.did).await {
         return Err(XrpcError::invalid_request(format!(
-            "External handle did not resolve to DID: https://{handle}/.well-known/atproto-did must answer {}",
+            "External handle did not resolve to DID: set a DNS TXT record _atproto.{handle} = \"did={}\" or serve it at https://{handle}/.well-known/atproto-did",
             session.did
         )));
     }

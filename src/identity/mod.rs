@@ -4,5 +4,6 @@
 //! resulting DID document; it is pure (no network, no clock, no randomness of its own).
 //! `resolve` fetches other identities' DID documents and handles through `net`.
 
+pub mod dns;
 pub mod plc;
 pub mod resolve;

@@ -82,21 +82,57 @@ pub fn claimed_handle(doc: &Value) -> Option<String> {
         .map(crate::syntax::normalize_handle)
 }
 
-/// Handle → DID by `https://<handle>/.well-known/atproto-did`, confirmed in
-/// the other direction: the DID's document must claim the handle.
-pub async fn handle_to_did(net: &Net, plc_url: &str, handle: &str) -> Result<String, ResolveError> {
+/// The DID a handle's `_atproto` TXT record names: `None` when there is no
+/// such record (or DNS is unavailable); an error when records disagree.
+pub async fn dns_did(handle: &str) -> Result<Option<String>, ResolveError> {
+    let Ok(resolver) = super::dns::system_resolver() else {
+        return Ok(None);
+    };
+    let Ok(records) = super::dns::txt(resolver, &format!("_atproto.{handle}")).await else {
+        return Ok(None);
+    };
+    let mut dids: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.strip_prefix("did="))
+        .map(|d| d.trim().to_owned())
+        .collect();
+    dids.sort();
+    dids.dedup();
+    match dids.len() {
+        0 => Ok(None),
+        1 => Ok(dids.pop()),
+        _ => Err(ResolveError::NotFound(format!(
+            "{handle} (conflicting TXT records)"
+        ))),
+    }
+}
+
+/// The DID `https://<handle>/.well-known/atproto-did` names, if any.
+pub async fn https_did(net: &Net, handle: &str) -> Option<String> {
     let url = format!("https://{handle}/.well-known/atproto-did");
-    let (status, body) = net
-        .json(Method::GET, &url, None)
-        .await
-        .map_err(|e| ResolveError::Fetch(handle.into(), e))?;
-    if !status.is_success() {
-        return Err(ResolveError::NotFound(handle.into()));
-    }
+    let (status, body) = net.json(Method::GET, &url, None).await.ok()?;
     let did = String::from_utf8_lossy(&body).trim().to_owned();
-    if crate::syntax::validate_did(&did).is_err() {
-        return Err(ResolveError::NotFound(handle.into()));
-    }
+    (status.is_success() && crate::syntax::validate_did(&did).is_ok()).then_some(did)
+}
+
+/// Handle → DID (DNS TXT wins; HTTPS otherwise), confirmed in the other
+/// direction: the DID's document must claim the handle.
+pub async fn handle_to_did(net: &Net, plc_url: &str, handle: &str) -> Result<String, ResolveError> {
+    let did = match dns_did(handle).await? {
+        Some(d) => d,
+        None => https_did(net, handle)
+            .await
+            .ok_or_else(|| ResolveError::NotFound(handle.into()))?,
+    };
+    confirm(net, plc_url, handle, did).await
+}
+
+async fn confirm(
+    net: &Net,
+    plc_url: &str,
+    handle: &str,
+    did: String,
+) -> Result<String, ResolveError> {
     let doc = did_document(net, plc_url, &did).await?;
     if claimed_handle(&doc).as_deref() != Some(handle) {
         return Err(ResolveError::NotFound(handle.into()));
