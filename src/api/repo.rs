@@ -80,6 +80,25 @@ fn opt_cid(name: &str, v: Option<&str>) -> Result<Option<Cid>, XrpcError> {
     v.map(|s| parse_cid_field(name, s)).transpose()
 }
 
+/// createRecord / putRecord: one write, answered with the record's URI,
+/// CID and the commit.
+async fn write_one(
+    app: &App,
+    op: WriteOp,
+    swap_commit: Option<Cid>,
+    validate: Option<bool>,
+) -> HandlerResult {
+    let out = app
+        .writer
+        .write(RepoWrite {
+            ops: vec![op],
+            swap_commit,
+        })
+        .await
+        .map_err(write_error)?;
+    Ok(XrpcResponse::Json(record_written(&out, validate)))
+}
+
 /// The output of createRecord and putRecord.
 fn record_written(out: &CommitOutcome, validate: Option<bool>) -> Value {
     let r = &out.results[0];
@@ -125,19 +144,12 @@ pub async fn create_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult
     };
     let record = record_value(&input.collection, &input.record)?;
     let swap_commit = opt_cid("swapCommit", input.swap_commit.as_deref())?;
-    let out = app
-        .writer
-        .write(RepoWrite {
-            ops: vec![WriteOp::Create {
-                collection: input.collection,
-                rkey,
-                record,
-            }],
-            swap_commit,
-        })
-        .await
-        .map_err(write_error)?;
-    Ok(XrpcResponse::Json(record_written(&out, input.validate)))
+    let op = WriteOp::Create {
+        collection: input.collection,
+        rkey,
+        record,
+    };
+    write_one(&app, op, swap_commit, input.validate).await
 }
 
 #[derive(Deserialize)]
@@ -173,20 +185,13 @@ pub async fn put_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
         Some(Some(s)) => Some(Some(parse_cid_field("swapRecord", &s)?)),
     };
     let swap_commit = opt_cid("swapCommit", input.swap_commit.as_deref())?;
-    let out = app
-        .writer
-        .write(RepoWrite {
-            ops: vec![WriteOp::Put {
-                collection: input.collection,
-                rkey: input.rkey,
-                record,
-                swap_record,
-            }],
-            swap_commit,
-        })
-        .await
-        .map_err(write_error)?;
-    Ok(XrpcResponse::Json(record_written(&out, input.validate)))
+    let op = WriteOp::Put {
+        collection: input.collection,
+        rkey: input.rkey,
+        record,
+        swap_record,
+    };
+    write_one(&app, op, swap_commit, input.validate).await
 }
 
 #[derive(Deserialize)]

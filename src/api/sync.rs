@@ -31,6 +31,26 @@ async fn account_for(app: &App, req: &XrpcRequest) -> Result<Account, XrpcError>
     }
 }
 
+/// The account's current root, for a request that names it; the repo must
+/// be active.
+async fn active_root(app: &App, req: &XrpcRequest) -> Result<store::repo::RepoRoot, XrpcError> {
+    let a = account_for(app, req).await?;
+    active(&a)?;
+    app.store
+        .read(store::repo::get_root)
+        .await?
+        .ok_or_else(|| XrpcError::lexicon("RepoNotFound", "repo has no commit"))
+}
+
+/// The whole repo as a streamed CAR.
+fn full_car(app: &Arc<App>, root: store::repo::RepoRoot) -> XrpcResponse {
+    car_stream(app, move |c, w| {
+        write_repo_car(&SqlBlocks(c), &root.commit_cid, w)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+}
+
 fn active(a: &Account) -> Result<(), XrpcError> {
     match a.status.as_str() {
         "active" => Ok(()),
@@ -50,13 +70,7 @@ fn active(a: &Account) -> Result<(), XrpcError> {
 }
 
 pub async fn get_latest_commit(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
-    let a = account_for(&app, &req).await?;
-    active(&a)?;
-    let root = app
-        .store
-        .read(store::repo::get_root)
-        .await?
-        .ok_or_else(|| XrpcError::lexicon("RepoNotFound", "repo has no commit"))?;
+    let root = active_root(&app, &req).await?;
     Ok(XrpcResponse::Json(
         json!({ "cid": root.commit_cid.to_string(), "rev": root.rev }),
     ))
@@ -193,44 +207,30 @@ fn car_stream(
 }
 
 pub async fn get_repo(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
-    let a = account_for(&app, &req).await?;
-    active(&a)?;
     let since = req.param("since").map(str::to_owned);
     if let Some(s) = &since {
         syntax::validate_tid(s).map_err(|_| XrpcError::invalid_request("since must be a TID"))?;
     }
-    let root = app
-        .store
-        .read(store::repo::get_root)
-        .await?
-        .ok_or_else(|| XrpcError::lexicon("RepoNotFound", "repo has no commit"))?;
-    Ok(car_stream(&app, move |c, w| match since {
-        None => write_repo_car(&SqlBlocks(c), &root.commit_cid, w)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Some(since) => {
-            let mut car = CarWriter::new(w, &[root.commit_cid]).map_err(|e| e.to_string())?;
-            store::repo::blocks_since(c, &since, &mut |cid, data| {
-                car.write_block(&cid, data)
-                    .map_err(|e| store::StoreError::Corrupt(e.to_string()))
-            })
-            .map_err(|e| e.to_string())
-        }
+    let root = active_root(&app, &req).await?;
+    let Some(since) = since else {
+        return Ok(full_car(&app, root));
+    };
+    Ok(car_stream(&app, move |c, w| {
+        let mut car = CarWriter::new(w, &[root.commit_cid]).map_err(|e| e.to_string())?;
+        store::repo::blocks_since(c, &since, &mut |cid, data| {
+            car.write_block(&cid, data)
+                .map_err(|e| store::StoreError::Corrupt(e.to_string()))
+        })
+        .map_err(|e| e.to_string())
     }))
 }
 
 pub async fn get_record(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
-    let a = account_for(&app, &req).await?;
-    active(&a)?;
     let collection = req.required("collection")?.to_owned();
     let rkey = req.required("rkey")?.to_owned();
     syntax::validate_nsid(&collection).map_err(|e| XrpcError::invalid_request(e.to_string()))?;
     syntax::validate_record_key(&rkey).map_err(|e| XrpcError::invalid_request(e.to_string()))?;
-    let root = app
-        .store
-        .read(store::repo::get_root)
-        .await?
-        .ok_or_else(|| XrpcError::lexicon("RepoNotFound", "repo has no commit"))?;
+    let root = active_root(&app, &req).await?;
     Ok(car_stream(&app, move |c, w| {
         let src = SqlBlocks(c);
         let path = format!("{collection}/{rkey}");
@@ -300,13 +300,7 @@ pub async fn get_blocks(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
 
 /// Deprecated: the current commit CID.
 pub async fn get_head(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
-    let a = account_for(&app, &req).await?;
-    active(&a)?;
-    let root = app
-        .store
-        .read(store::repo::get_root)
-        .await?
-        .ok_or_else(|| XrpcError::lexicon("HeadNotFound", "repo has no commit"))?;
+    let root = active_root(&app, &req).await?;
     Ok(XrpcResponse::Json(
         json!({ "root": root.commit_cid.to_string() }),
     ))
@@ -314,16 +308,6 @@ pub async fn get_head(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
 
 /// Deprecated: the whole repo, as `getRepo` without `since`.
 pub async fn get_checkout(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
-    let a = account_for(&app, &req).await?;
-    active(&a)?;
-    let root = app
-        .store
-        .read(store::repo::get_root)
-        .await?
-        .ok_or_else(|| XrpcError::lexicon("RepoNotFound", "repo has no commit"))?;
-    Ok(car_stream(&app, move |c, w| {
-        write_repo_car(&SqlBlocks(c), &root.commit_cid, w)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }))
+    let root = active_root(&app, &req).await?;
+    Ok(full_car(&app, root))
 }

@@ -129,45 +129,40 @@ pub fn apply(
     let mut touched: Vec<(String, String, String, Option<Ipld>)> = Vec::new();
 
     for op in w.ops {
-        match op {
+        // (record to write or None to delete, must not exist yet, swap check)
+        let (collection, rkey, record, must_be_new, swap) = match op {
             WriteOp::Create {
                 collection,
                 rkey,
                 record,
-            } => {
-                let path = format!("{collection}/{rkey}");
-                if tree.get(&src, path.as_bytes())?.is_some() {
-                    return Err(invalid(format!("record already exists: {path}")));
-                }
-                let cid = put_record_block(&mut records, &record)?;
-                tree.insert(&src, path.as_bytes(), cid)?;
-                ops.push(EventOp {
-                    action: "create",
-                    path: path.clone(),
-                    cid: Some(cid),
-                    prev: None,
-                });
-                results.push(OpResult {
-                    uri: format!("at://{}/{path}", state.did),
-                    cid: Some(cid),
-                });
-                touched.push((path, collection, rkey, Some(record)));
-            }
+            } => (collection, rkey, Some(record), true, None),
             WriteOp::Put {
                 collection,
                 rkey,
                 record,
                 swap_record,
-            } => {
-                let path = format!("{collection}/{rkey}");
-                let old = tree.get(&src, path.as_bytes())?;
-                if let Some(expected) = swap_record
-                    && expected != old
-                {
-                    return Err(WriteError::InvalidSwap(format!(
-                        "record {path} has changed"
-                    )));
-                }
+            } => (collection, rkey, Some(record), false, swap_record),
+            WriteOp::Delete {
+                collection,
+                rkey,
+                swap_record,
+            } => (collection, rkey, None, false, swap_record.map(Some)),
+        };
+        let path = format!("{collection}/{rkey}");
+        let old = tree.get(&src, path.as_bytes())?;
+        if must_be_new && old.is_some() {
+            return Err(invalid(format!("record already exists: {path}")));
+        }
+        if let Some(expected) = swap
+            && expected != old
+        {
+            return Err(WriteError::InvalidSwap(format!(
+                "record {path} has changed"
+            )));
+        }
+        let uri = format!("at://{}/{path}", state.did);
+        match record {
+            Some(record) => {
                 let cid = put_record_block(&mut records, &record)?;
                 tree.insert(&src, path.as_bytes(), cid)?;
                 ops.push(EventOp {
@@ -177,29 +172,14 @@ pub fn apply(
                     prev: old,
                 });
                 results.push(OpResult {
-                    uri: format!("at://{}/{path}", state.did),
+                    uri,
                     cid: Some(cid),
                 });
                 touched.push((path, collection, rkey, Some(record)));
             }
-            WriteOp::Delete {
-                collection,
-                rkey,
-                swap_record,
-            } => {
-                let path = format!("{collection}/{rkey}");
-                let old = tree.get(&src, path.as_bytes())?;
-                if let Some(expected) = swap_record
-                    && Some(expected) != old
-                {
-                    return Err(WriteError::InvalidSwap(format!(
-                        "record {path} has changed"
-                    )));
-                }
-                results.push(OpResult {
-                    uri: format!("at://{}/{path}", state.did),
-                    cid: None,
-                });
+            None => {
+                results.push(OpResult { uri, cid: None });
+                // Deleting a missing record is a no-op.
                 let Some(old) = old else { continue };
                 tree.remove(&src, path.as_bytes())?;
                 ops.push(EventOp {

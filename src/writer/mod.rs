@@ -22,7 +22,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use apply::{CommitOutcome, MAX_OPS, OpResult, RepoWrite, WriteOp};
 
-use crate::cid::Cid;
 use crate::crypto::Keypair;
 use crate::store::{Store, StoreError, repo::RepoRoot};
 use crate::tid::Tid;
@@ -121,27 +120,6 @@ impl Writer {
             .await
             .map_err(|_| StoreError::Join)?;
         rx.await.map_err(|_| StoreError::Join)?
-    }
-
-    /// Blocking variant of `exec` for CLI commands outside the runtime.
-    pub fn exec_blocking<F>(&self, f: F) -> Result<(), StoreError>
-    where
-        F: FnOnce(&Connection, &mut Option<RepoState>) -> Result<(), StoreError> + Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .blocking_send(Job::Exec(Box::new(f), tx))
-            .map_err(|_| StoreError::Join)?;
-        rx.blocking_recv().map_err(|_| StoreError::Join)?
-    }
-
-    /// Blocking variant of `write`.
-    pub fn write_blocking(&self, w: RepoWrite) -> Result<CommitOutcome, WriteError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .blocking_send(Job::Write(w, tx))
-            .map_err(|_| WriteError::Stopped)?;
-        rx.blocking_recv().map_err(|_| WriteError::Stopped)?
     }
 }
 
@@ -333,11 +311,6 @@ impl Writer {
         })
         .await
     }
-}
-
-/// Current commit CID, for swapCommit checks by callers.
-pub fn root_of(state: &Option<RepoState>) -> Option<Cid> {
-    state.as_ref().map(|s| s.root.commit_cid)
 }
 
 #[cfg(test)]
