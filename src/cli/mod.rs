@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod config_cmd;
+pub mod init;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// First run: write the config, create the account, print the DNS and router setup
+    Init(init::InitArgs),
     /// Run the server
     Serve,
     /// Manage the account
@@ -164,6 +167,10 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    // init writes the config file that loading would otherwise require.
+    if let Command::Init(args) = cli.command {
+        return init::main(args, &cli.global);
+    }
     let config = match Config::load(&cli.global) {
         Ok(config) => config,
         Err(e) => {
@@ -183,6 +190,7 @@ pub fn main_entry() -> ExitCode {
 
 fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliError> {
     match command {
+        Command::Init(_) => unreachable!("dispatched before the config is loaded"),
         Command::Serve => commands::serve(config),
         Command::Account(AccountCommand::Create {
             handle,
