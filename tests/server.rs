@@ -39,6 +39,8 @@ async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
     tokio::spawn(perch::http::serve(
         Arc::clone(&app),
         listener,
+        perch::http::Role::Plain,
+        perch::http::ConnLimiter::new(1024, 256),
         std::future::pending(),
     ));
     let mut s = Server {
@@ -582,6 +584,8 @@ mod firehose {
         tokio::spawn(perch::http::serve(
             Arc::clone(&app2),
             listener,
+            perch::http::Role::Plain,
+            perch::http::ConnLimiter::new(1024, 256),
             std::future::pending(),
         ));
         let s2 = Server {

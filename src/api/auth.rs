@@ -134,3 +134,26 @@ pub async fn require_user_or_service(
         scope: Scope::AppPass,
     })
 }
+
+/// `Authorization: Basic` with user `admin` and the configured admin password (the reference
+/// PDS's admin scheme), compared in constant time.
+pub fn basic_admin_ok(headers: &hyper::HeaderMap, password: &str) -> bool {
+    use base64::Engine as _;
+    let Some(encoded) = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let expected = format!("admin:{password}");
+    decoded.len() == expected.len()
+        && decoded
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
