@@ -157,3 +157,23 @@ pub fn basic_admin_ok(headers: &hyper::HeaderMap, password: &str) -> bool {
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
 }
+
+#[cfg(test)]
+mod admin_tests {
+    use super::basic_admin_ok;
+
+    #[test]
+    fn basic_admin_needs_the_exact_password() {
+        let mut h = hyper::HeaderMap::new();
+        assert!(!basic_admin_ok(&h, "s3cret"));
+        // base64("admin:s3cret")
+        h.insert("authorization", "Basic YWRtaW46czNjcmV0".parse().unwrap());
+        assert!(basic_admin_ok(&h, "s3cret"));
+        assert!(!basic_admin_ok(&h, "s3cre"));
+        assert!(!basic_admin_ok(&h, "s3cret!"));
+        h.insert("authorization", "Bearer YWRtaW46czNjcmV0".parse().unwrap());
+        assert!(!basic_admin_ok(&h, "s3cret"));
+        h.insert("authorization", "Basic !!!".parse().unwrap());
+        assert!(!basic_admin_ok(&h, "s3cret"));
+    }
+}

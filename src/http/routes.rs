@@ -28,7 +28,7 @@ pub async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let client = client_ip(&app, &req, peer);
+    let client = client_ip(&app.config.trusted_proxies, req.headers(), peer);
     let mut resp = route(Arc::clone(&app), req, client).await;
     app.metrics
         .record_request(resp.status().as_u16(), started.elapsed());
@@ -70,13 +70,11 @@ pub async fn handle(
 
 /// The client's address: the peer, or when the peer is a configured reverse proxy, the
 /// nearest address in `X-Forwarded-For` that is not itself a trusted proxy.
-fn client_ip(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> SocketAddr {
-    let trusted = &app.config.trusted_proxies;
+fn client_ip(trusted: &[IpAddr], headers: &hyper::HeaderMap, peer: SocketAddr) -> SocketAddr {
     if !trusted.contains(&peer.ip().to_canonical()) && !trusted.contains(&peer.ip()) {
         return peer;
     }
-    let hops: Vec<IpAddr> = req
-        .headers()
+    let hops: Vec<IpAddr> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -191,5 +189,37 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Respo
             }
         }
         _ => XrpcError::not_found("NotFound", "Not Found").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+        let mut h = hyper::HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            "198.51.100.9, 203.0.113.5".parse().unwrap(),
+        );
+        h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        // Nearest untrusted hop: the client as the last trusted proxy saw it, not the
+        // spoofable left-most entry.
+        assert_eq!(
+            client_ip(&trusted, &h, proxy).ip().to_string(),
+            "203.0.113.5"
+        );
+        let stranger: SocketAddr = "192.0.2.4:5000".parse().unwrap();
+        assert_eq!(client_ip(&trusted, &h, stranger), stranger);
+        assert_eq!(client_ip(&[], &h, proxy), proxy);
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:80".parse().unwrap();
+        assert_eq!(
+            client_ip(&trusted, &h, mapped).ip().to_string(),
+            "203.0.113.5"
+        );
+        assert_eq!(client_ip(&trusted, &hyper::HeaderMap::new(), proxy), proxy);
     }
 }

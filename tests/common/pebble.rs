@@ -1,6 +1,7 @@
 //! A real ACME CA on loopback: Debian's `pebble` with `pebble-challtestsrv` as its DNS
 //! (every name resolves to 127.0.0.1), doing real TLS-ALPN-01 and HTTP-01 validation, and a
 //! TLS client that trusts pebble's issuing root, for tests of the HTTPS front door.
+#![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
