@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod config_cmd;
+pub mod doctor;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ pub enum Command {
     Status,
     /// Ask the configured relays to crawl this server now
     RequestCrawl,
+    /// Check DNS, listeners, certificate, clock, database, disk and identity; each line
+    /// OK/WARN/FAIL with the fix
+    Doctor,
     /// Firehose sequence numbers
     #[command(subcommand)]
     Seq(SeqCommand),
@@ -184,6 +188,7 @@ pub fn main_entry() -> ExitCode {
 fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliError> {
     match command {
         Command::Serve => commands::serve(config),
+        Command::Doctor => doctor::run(&config),
         Command::Account(AccountCommand::Create {
             handle,
             password,

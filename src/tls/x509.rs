@@ -80,6 +80,11 @@ pub fn cert_info(der: &[u8]) -> Option<CertInfo> {
     })
 }
 
+/// `YYYYMMDDHHMMSSZ` as Unix seconds.
+pub fn generalized_time(s: &str) -> Option<i64> {
+    time(GENERALIZED_TIME, s.as_bytes())
+}
+
 /// `YYMMDDHHMMSSZ` (UTCTime, RFC 5280 years 1950–2049) or `YYYYMMDDHHMMSSZ`.
 fn time(tag: u8, v: &[u8]) -> Option<i64> {
     let s = std::str::from_utf8(v).ok()?.strip_suffix('Z')?;
