@@ -4,11 +4,16 @@
 #     interop vectors (from $ATPROTO_INTEROP_DIR, default ../shared/interop)
 #     and the cross-check against the official @atproto/repo;
 #  2. tests/client/run.sh: the official @atproto/api client against a
-#     running perch, with a local PLC directory.
-# Needs Rust and Node.js 20+ with npm.
+#     running perch, with a local PLC directory;
+#  3. tests/frontdoor/run.sh: slowloris / slow body / slow read with
+#     slowhttptest, and a testssl review of the HTTPS listener.
+# Needs Rust and Node.js 20+ with npm; the ACME tests need Debian's pebble and
+# the front-door checks slowhttptest, testssl.sh, curl, jq (skipped with a
+# notice when absent, except under CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 cargo test --locked "$@"
 cargo build --locked
 PERCH_BIN="$PWD/target/debug/perch" bash tests/client/run.sh
+PERCH_BIN="$PWD/target/debug/perch" bash tests/frontdoor/run.sh

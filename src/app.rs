@@ -25,6 +25,9 @@ pub struct App {
     pub net: crate::net::Net,
     /// What the relays said when asked to crawl us.
     pub crawl: crate::crawl::CrawlState,
+    /// The HTTPS front door's certificate state.
+    pub tls: Arc<crate::tls::TlsState>,
+    pub metrics: crate::metrics::Metrics,
     /// Open firehose connections.
     pub subscribers: std::sync::atomic::AtomicUsize,
     /// Other identities' DID documents, kept a few minutes.
@@ -75,6 +78,8 @@ impl App {
         let net = crate::net::Net::new(config.allow_loopback);
         Ok(Arc::new(App {
             crawl: crate::crawl::CrawlState::default(),
+            tls: Arc::default(),
+            metrics: crate::metrics::Metrics::default(),
             subscribers: std::sync::atomic::AtomicUsize::new(0),
             did_cache: Mutex::new(std::collections::HashMap::new()),
             net,

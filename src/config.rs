@@ -35,6 +35,12 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/perch/perch.toml";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/perch";
 /// Let's Encrypt production.
 pub const DEFAULT_ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt staging (untrusted certificates, generous rate limits): `acme_directory = "staging"`.
+pub const STAGING_ACME_DIRECTORY: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+/// Connections served at once; more are accepted and closed at once.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
+/// Connections one address may hold; a home NAT puts a household behind one address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u64 = 64;
 pub const DEFAULT_PLC_URL: &str = "https://plc.directory";
 pub const DEFAULT_APPVIEW_URL: &str = "https://api.bsky.app";
 pub const DEFAULT_APPVIEW_DID: &str = "did:web:api.bsky.app";
@@ -106,6 +112,12 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     pub acme_directory: String,
     pub acme_email: Option<String>,
+    /// Extra trusted root (PEM) for the ACME server's own HTTPS, for test CAs like pebble.
+    pub acme_ca_root: Option<PathBuf>,
+    /// Serve Prometheus `/metrics` (to loopback, or with the admin password).
+    pub metrics: bool,
+    pub max_connections: u64,
+    pub max_connections_per_ip: u64,
     /// PLC directory base URL without a trailing '/'; empty means "no PLC" (dev).
     pub plc_url: String,
     pub appview_url: String,
@@ -192,6 +204,10 @@ const KEYS: &[KeyInfo] = &[
         "\"https://acme-v02.api.letsencrypt.org/directory\"",
     ),
     key("acme_email", "\"you@example.com\""),
+    key("acme_ca_root", "\"/etc/perch/test-ca.pem\""),
+    key("metrics", "true"),
+    key("max_connections", "1024"),
+    key("max_connections_per_ip", "64"),
     key("plc_url", "\"https://plc.directory\""),
     key("appview_url", "\"https://api.bsky.app\""),
     key("appview_did", "\"did:web:api.bsky.app\""),
@@ -252,6 +268,7 @@ enum Raw {
     Str(String),
     Path(PathBuf),
     Int(i64),
+    Bool(bool),
     List(Vec<String>),
     /// A TOML value of a type no key takes; holds the type's name.
     Other(&'static str),
@@ -262,6 +279,7 @@ impl Raw {
         match self {
             Raw::Str(_) | Raw::Path(_) => "a string",
             Raw::Int(_) => "an integer",
+            Raw::Bool(_) => "a boolean",
             Raw::List(_) => "a list",
             Raw::Other(t) => t,
         }
@@ -271,7 +289,7 @@ impl Raw {
         match v {
             toml::Value::String(s) => Raw::Str(s),
             toml::Value::Integer(i) => Raw::Int(i),
-            toml::Value::Boolean(_) => Raw::Other("a boolean"),
+            toml::Value::Boolean(b) => Raw::Bool(b),
             toml::Value::Float(_) => Raw::Other("a float"),
             toml::Value::Datetime(_) => Raw::Other("a date-time"),
             toml::Value::Table(_) => Raw::Other("a table"),
@@ -367,6 +385,20 @@ impl Layers {
     /// A path where the empty string means "not set".
     fn opt_path(&self, key: &'static str) -> Result<Option<PathBuf>, ConfigError> {
         Ok(self.path(key)?.filter(|p| !p.as_os_str().is_empty()))
+    }
+
+    /// A boolean; from the environment, `true`/`false`/`1`/`0`/`yes`/`no`.
+    fn flag(&self, key: &'static str) -> Result<Option<bool>, ConfigError> {
+        match self.values.get(key) {
+            None => Ok(None),
+            Some((Raw::Bool(b), _)) => Ok(Some(*b)),
+            Some((Raw::Str(s), _)) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(Some(true)),
+                "false" | "0" | "no" | "off" | "" => Ok(Some(false)),
+                _ => Err(self.err(key, format!("{s:?} is not true or false"))),
+            },
+            Some((other, _)) => Err(self.wrong_type(key, "true or false", other)),
+        }
     }
 
     /// A list; a plain string is taken as a comma-separated list.
@@ -501,8 +533,20 @@ impl Layers {
             tls,
             tls_cert: self.opt_path("tls_cert")?,
             tls_key: self.opt_path("tls_key")?,
-            acme_directory: url("acme_directory", DEFAULT_ACME_DIRECTORY)?,
+            acme_directory: match url("acme_directory", DEFAULT_ACME_DIRECTORY)?.as_str() {
+                "production" | "letsencrypt" => DEFAULT_ACME_DIRECTORY.to_owned(),
+                "staging" | "letsencrypt-staging" => STAGING_ACME_DIRECTORY.to_owned(),
+                other => other.to_owned(),
+            },
             acme_email: self.opt_string("acme_email")?,
+            acme_ca_root: self.opt_path("acme_ca_root")?,
+            metrics: self.flag("metrics")?.unwrap_or(false),
+            max_connections: self
+                .count("max_connections")?
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_connections_per_ip: self
+                .count("max_connections_per_ip")?
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
             plc_url,
             appview_url: url("appview_url", DEFAULT_APPVIEW_URL)?,
             appview_did: self
@@ -887,6 +931,12 @@ impl Config {
                 "must be between 1 and 8760; e.g. backfill_hours = 72",
             ));
         }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return Err(ConfigError::new(
+                "max_connections",
+                "and max_connections_per_ip must be at least 1; e.g. max_connections = 1024",
+            ));
+        }
         if self.blob_limit == 0 {
             return Err(ConfigError::new(
                 "blob_limit",
@@ -961,6 +1011,16 @@ impl Config {
             Some(e) => line(format!("acme_email = {}", toml_string(e))),
             None => line("# acme_email is not set".to_owned()),
         }
+        match &self.acme_ca_root {
+            Some(p) => line(format!("acme_ca_root = {}", path(p))),
+            None => line("# acme_ca_root is not set".to_owned()),
+        }
+        line(format!("metrics = {}", self.metrics));
+        line(format!("max_connections = {}", self.max_connections));
+        line(format!(
+            "max_connections_per_ip = {}",
+            self.max_connections_per_ip
+        ));
         let plc_note = if self.plc_url.is_empty() {
             " # no PLC directory"
         } else {
@@ -1020,6 +1080,10 @@ impl fmt::Debug for Config {
             .field("tls_key", &self.tls_key)
             .field("acme_directory", &self.acme_directory)
             .field("acme_email", &self.acme_email)
+            .field("acme_ca_root", &self.acme_ca_root)
+            .field("metrics", &self.metrics)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("plc_url", &self.plc_url)
             .field("appview_url", &self.appview_url)
             .field("appview_did", &self.appview_did)

@@ -4,8 +4,7 @@
 //! session-token secret.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rand_core::{OsRng, RngCore};
@@ -65,22 +64,7 @@ impl KeyDir {
 
     fn write(&self, name: &str, bytes: &[u8]) -> Result<(), KeyError> {
         let p = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let io = |e| KeyError::Io(p.clone(), e);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(hex(bytes).as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        fs::rename(&tmp, &p).map_err(io)?;
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-        Ok(())
+        crate::fsutil::write_private(&p, hex(bytes).as_bytes()).map_err(|e| KeyError::Io(p, e))
     }
 
     /// A k256 key stored under `name`, if present.

@@ -243,3 +243,71 @@ fn account_lifecycle_through_the_binary() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("plc_url"), "{}", stderr(&o));
 }
+
+#[test]
+fn doctor_reports_a_running_dev_server_and_a_damaged_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_perch"))
+        .args(["serve", "--dev", "--listen", &listen, "--data-dir", data_s])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(std::time::Instant::now() < deadline, "dev server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let args = ["doctor", "--dev", "--listen", &listen, "--data-dir", data_s];
+    let o = perch_in(dir.path(), &args, &[]);
+    let out = stdout(&o);
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    for line in [
+        "OK   listener",
+        "OK   certificate  tls = \"off\"",
+        "OK   database     quick_check ok",
+        "OK   account      alice.test (did:web:localhost%3A",
+        "OK   signing key",
+        &format!("OK   did          did:web:localhost%3A{port} points to http://localhost:{port}"),
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    // The dev handle alice.test cannot resolve: a FAIL with the fix, and exit status 1.
+    assert!(out.contains("FAIL handle       alice.test does not resolve"), "{out}");
+    assert!(out.contains("add a TXT record _atproto.alice.test"), "{out}");
+    assert_eq!(o.status.code(), Some(1), "{out}");
+
+    // Nothing listens any more, and a damaged page fails quick_check.
+    let db = data.join("perch.sqlite");
+    // Everything into the main file first, then scribble over the b-tree page headers.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(conn);
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page = 4096;
+    assert!(bytes.len() > 3 * page);
+    for start in (page..bytes.len()).step_by(page) {
+        for b in &mut bytes[start..start + 12] {
+            *b = 0x5a;
+        }
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let o = perch_in(dir.path(), &args, &[]);
+    let out = stdout(&o);
+    assert!(out.contains("FAIL listener"), "{out}");
+    assert!(out.contains("FAIL database"), "{out}");
+    assert!(out.contains("restore the latest backup"), "{out}");
+    assert_eq!(o.status.code(), Some(1));
+}

@@ -36,9 +36,15 @@ async fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
     let acct = account::create(&app, "alice.test", "correct horse", None, DidMethod::Web)
         .await
         .unwrap();
+    let limiter = perch::http::ConnLimiter::new(
+        app.config.max_connections as usize,
+        app.config.max_connections_per_ip as usize,
+    );
     tokio::spawn(perch::http::serve(
         Arc::clone(&app),
         listener,
+        perch::http::Role::Plain,
+        limiter,
         std::future::pending(),
     ));
     let mut s = Server {
@@ -400,6 +406,74 @@ async fn upload_blob_accepts_the_accounts_own_service_token() {
 }
 
 #[tokio::test]
+async fn a_never_ending_chunked_body_gets_413_and_a_closed_connection() {
+    let s = start().await;
+    let c = TcpStream::connect(s.addr).await.unwrap();
+    let (mut rd, mut wr) = c.into_split();
+    let head = format!(
+        "POST /xrpc/com.atproto.repo.uploadBlob HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\nauthorization: Bearer {}\r\ntransfer-encoding: chunked\r\n\r\n",
+        s.token
+    );
+    wr.write_all(head.as_bytes()).await.unwrap();
+    // Keep sending until the server stops listening (keep-alive was not refused up front).
+    let writer = tokio::spawn(async move {
+        let chunk = [
+            format!("{:x}\r\n", 8192).into_bytes(),
+            vec![0u8; 8192],
+            b"\r\n".to_vec(),
+        ]
+        .concat();
+        let mut sent = 0usize;
+        while wr.write_all(&chunk).await.is_ok() {
+            sent += chunk.len();
+            if sent > 64 * 1024 * 1024 {
+                break;
+            }
+        }
+        sent
+    });
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), rd.read_to_end(&mut buf))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 413"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    let sent = writer.await.unwrap();
+    assert!(sent < 64 * 1024 * 1024, "the server read on after refusing");
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    let s = start_with(|c| c.max_connections_per_ip = 8).await;
+    // 127.0.0.1 holds its whole share with idle connections...
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    // ...and its next one is closed at once without an answer...
+    let mut extra = TcpStream::connect(s.addr).await.unwrap();
+    let _ = extra
+        .write_all(b"GET /xrpc/_health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut buf)).await;
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    // ...while another address is still served.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut c = other.connect(s.addr).await.unwrap();
+    c.write_all(b"GET /xrpc/_health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    c.read_to_end(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    drop(idle);
+}
+
+#[tokio::test]
 async fn slow_headers_are_cut_off() {
     let s = start().await;
     let mut c = TcpStream::connect(s.addr).await.unwrap();
@@ -582,6 +656,8 @@ mod firehose {
         tokio::spawn(perch::http::serve(
             Arc::clone(&app2),
             listener,
+            perch::http::Role::Plain,
+            perch::http::ConnLimiter::new(1024, 256),
             std::future::pending(),
         ));
         let s2 = Server {

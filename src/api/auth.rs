@@ -134,3 +134,46 @@ pub async fn require_user_or_service(
         scope: Scope::AppPass,
     })
 }
+
+/// `Authorization: Basic` with user `admin` and the configured admin password (the reference
+/// PDS's admin scheme), compared in constant time.
+pub fn basic_admin_ok(headers: &hyper::HeaderMap, password: &str) -> bool {
+    use base64::Engine as _;
+    let Some(encoded) = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let expected = format!("admin:{password}");
+    decoded.len() == expected.len()
+        && decoded
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+#[cfg(test)]
+mod admin_tests {
+    use super::basic_admin_ok;
+
+    #[test]
+    fn basic_admin_needs_the_exact_password() {
+        let mut h = hyper::HeaderMap::new();
+        assert!(!basic_admin_ok(&h, "s3cret"));
+        // base64("admin:s3cret")
+        h.insert("authorization", "Basic YWRtaW46czNjcmV0".parse().unwrap());
+        assert!(basic_admin_ok(&h, "s3cret"));
+        assert!(!basic_admin_ok(&h, "s3cre"));
+        assert!(!basic_admin_ok(&h, "s3cret!"));
+        h.insert("authorization", "Bearer YWRtaW46czNjcmV0".parse().unwrap());
+        assert!(!basic_admin_ok(&h, "s3cret"));
+        h.insert("authorization", "Basic !!!".parse().unwrap());
+        assert!(!basic_admin_ok(&h, "s3cret"));
+    }
+}

@@ -15,14 +15,35 @@ pub fn health() -> Response<Body> {
     )
 }
 
-/// Ready when the database answers and an account exists.
+/// Ready when the database answers, an account exists and, with HTTPS on, a certificate is
+/// being served. `tls` says what the front door is doing either way.
 pub async fn readyz(app: &Arc<App>) -> Response<Body> {
     let account = app.account().await;
+    let tls_on = app.config.tls != crate::config::TlsMode::Off;
+    let tls = app.tls.status();
+    let tls_json = tls_on.then(|| {
+        json!({
+            "serving": tls.serving,
+            "status": tls.message,
+            "certificateSerial": tls.cert.as_ref().map(|c| c.serial.clone()),
+            "certificateNotAfter": tls.cert.as_ref().map(|c| c.not_after),
+            "lastError": tls.last_error,
+        })
+    });
     let (status, body) = match account {
+        Ok(Some(_)) if tls_on && !tls.serving => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({
+                "ready": false,
+                "reason": format!("no TLS certificate yet: {}", tls.message),
+                "tls": tls_json,
+            }),
+        ),
         Ok(Some(a)) => (
             StatusCode::OK,
             json!({
                 "ready": true,
+                "tls": tls_json,
                 "did": a.did,
                 "handle": a.handle,
                 "relays": app.crawl.to_json(),

@@ -69,22 +69,105 @@ pub fn serve(config: Config) -> Result<(), CliError> {
                 acct.handle, acct.did
             );
         }
-        let listener = crate::http::bind(listen)
-            .await
-            .map_err(|e| msg(format!("cannot listen on {listen}: {e}")))?;
-        let local = listener.local_addr().map_err(msg)?;
-        tracing::info!(
-            "perch {} listening on http://{local}",
-            env!("CARGO_PKG_VERSION")
-        );
-        tokio::spawn(blob_gc(Arc::clone(&app)));
-        tokio::spawn(crate::crawl::run(Arc::clone(&app)));
-        crate::http::serve(app, listener, shutdown_signal())
-            .await
-            .map_err(msg)?;
-        tracing::info!("stopped");
-        Ok(())
+        front_door(app, listen).await
     })
+}
+
+/// Binds the listeners, starts the certificate and background tasks, tells systemd we are
+/// ready, and serves until SIGTERM/SIGINT.
+async fn front_door(app: Arc<App>, listen: std::net::SocketAddr) -> Result<(), CliError> {
+    use crate::config::TlsMode;
+    use crate::http::{ConnLimiter, Role};
+    let config = app.config.clone();
+    let bind = |addr: std::net::SocketAddr| async move {
+        crate::http::bind(addr)
+            .await
+            .map_err(|e| msg(format!("cannot listen on {addr}: {e}")))
+    };
+    let role = match config.tls {
+        TlsMode::Off => Role::Plain,
+        TlsMode::Files => {
+            let cert = crate::tls::files::load(&config).map_err(msg)?;
+            app.tls.install(cert, false);
+            tokio::spawn(crate::tls::files::reload_on_sighup(
+                config.clone(),
+                Arc::clone(&app.tls),
+            ));
+            tls_role(&app)?
+        }
+        TlsMode::Acme => tls_role(&app)?,
+    };
+    let listener = bind(listen).await?;
+    let local = listener.local_addr().map_err(msg)?;
+    let redirect = match (config.tls, config.http_listen) {
+        (TlsMode::Off, _) | (_, None) => None,
+        (_, Some(addr)) => Some(bind(addr).await?),
+    };
+    let scheme = if config.tls == TlsMode::Off {
+        "http"
+    } else {
+        "https"
+    };
+    tracing::info!(
+        "perch {} listening on {scheme}://{local}{}",
+        env!("CARGO_PKG_VERSION"),
+        redirect
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| format!(" and http://{a} (challenges, redirects)"))
+            .unwrap_or_default()
+    );
+    if config.tls == TlsMode::Acme {
+        tokio::spawn(crate::tls::acme::run(config.clone(), Arc::clone(&app.tls)));
+    }
+    tokio::spawn(blob_gc(Arc::clone(&app)));
+    tokio::spawn(crate::crawl::run(Arc::clone(&app)));
+    tokio::spawn(crate::notify::watchdog(Arc::clone(&app)));
+
+    let status = app.tls.status();
+    let ready_line = if config.tls == TlsMode::Off || status.serving || status.message.is_empty() {
+        format!("serving {} on {scheme}://{local}", config.hostname)
+    } else {
+        status.message
+    };
+    crate::notify::ready(&ready_line);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        crate::notify::stopping();
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let limiter = ConnLimiter::new(
+        usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+        usize::try_from(config.max_connections_per_ip).unwrap_or(usize::MAX),
+    );
+    let port80 = redirect.map(|l| {
+        tokio::spawn(crate::http::serve(
+            Arc::clone(&app),
+            l,
+            Role::Redirect,
+            Arc::clone(&limiter),
+            stopped(stop_rx.clone()),
+        ))
+    });
+    crate::http::serve(app, listener, role, limiter, stopped(stop_rx))
+        .await
+        .map_err(msg)?;
+    if let Some(task) = port80 {
+        let _ = task.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn tls_role(app: &App) -> Result<crate::http::Role, CliError> {
+    let cfg = crate::tls::server_config(Arc::clone(&app.tls.resolver))
+        .map_err(|e| msg(format!("TLS setup: {e}")))?;
+    Ok(crate::http::Role::Tls(tokio_rustls::TlsAcceptor::from(cfg)))
 }
 
 async fn shutdown_signal() {

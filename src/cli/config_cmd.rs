@@ -25,6 +25,14 @@ pub fn check(config: &Config, global: &GlobalArgs) -> Result<(), CliError> {
             }
         }
     }
+    if let Some(root) = &config.acme_ca_root
+        && !root.is_file()
+    {
+        return Err(CliError::Message(format!(
+            "acme_ca_root: {} is not a readable file; point it at the CA's PEM root or remove it",
+            root.display()
+        )));
+    }
     if config.data_dir.exists() && !config.data_dir.is_dir() {
         return Err(CliError::Message(format!(
             "data_dir: {} exists but is not a directory; choose another data_dir",

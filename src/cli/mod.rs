@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod config_cmd;
+pub mod doctor;
 pub mod init;
 
 use std::io::IsTerminal as _;
@@ -62,6 +63,9 @@ pub enum Command {
     Status,
     /// Ask the configured relays to crawl this server now
     RequestCrawl,
+    /// Check DNS, listeners, certificate, clock, database, disk and identity; each line
+    /// OK/WARN/FAIL with the fix
+    Doctor,
     /// Firehose sequence numbers
     #[command(subcommand)]
     Seq(SeqCommand),
@@ -192,6 +196,7 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
     match command {
         Command::Init(_) => unreachable!("dispatched before the config is loaded"),
         Command::Serve => commands::serve(config),
+        Command::Doctor => doctor::run(&config),
         Command::Account(AccountCommand::Create {
             handle,
             password,

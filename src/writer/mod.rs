@@ -68,6 +68,8 @@ pub struct Writer {
     tx: mpsc::Sender<Job>,
     /// The highest durable event `seq`, announced after each commit.
     seq: watch::Receiver<i64>,
+    /// Commits acknowledged since start (for `/metrics`).
+    commits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Jobs folded into one transaction at most.
@@ -91,7 +93,11 @@ impl Writer {
             .name("perch-writer".into())
             .spawn(move || run(conn, state, rx, &on_orphaned_blobs, &seq_tx))
             .map_err(|_| StoreError::Join)?;
-        Ok(Writer { tx, seq })
+        Ok(Writer {
+            tx,
+            seq,
+            commits: Arc::default(),
+        })
     }
 
     /// Watch the highest durable event `seq` (for firehose subscribers).
@@ -106,7 +112,15 @@ impl Writer {
             .send(Job::Write(w, tx))
             .await
             .map_err(|_| WriteError::Stopped)?;
-        rx.await.map_err(|_| WriteError::Stopped)?
+        let outcome = rx.await.map_err(|_| WriteError::Stopped)??;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(outcome)
+    }
+
+    /// Commits acknowledged since start.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Run `f` on the writer's connection inside a transaction.

@@ -1,0 +1,531 @@
+//! `perch doctor`: the checks a self-hoster would otherwise do by hand, one line each, OK /
+//! WARN / FAIL with the fix in one sentence. It reads and asks; it never changes anything.
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::CliError;
+use crate::config::{Config, TlsMode};
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Report {
+    worst: Level,
+}
+
+impl Report {
+    fn line(&mut self, level: Level, topic: &str, what: impl AsRef<str>) {
+        let tag = match level {
+            Level::Ok => "OK  ",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        println!("{tag} {topic:<12} {}", what.as_ref());
+        self.worst = self.worst.max(level);
+    }
+}
+
+pub fn run(config: &Config) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Message(format!("cannot start the runtime: {e}")))?;
+    let mut r = Report { worst: Level::Ok };
+    rt.block_on(checks(config, &mut r));
+    match r.worst {
+        Level::Fail => Err(CliError::Message(
+            "some checks failed; see the FAIL lines above".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn checks(c: &Config, r: &mut Report) {
+    dns(c, r).await;
+    listeners(c, r);
+    certificate(c, r);
+    clock(c, r).await;
+    let account = database(c, r);
+    disk(c, r);
+    if let Some((did, handle)) = account {
+        identity(c, r, &did, &handle).await;
+    }
+}
+
+/// Whether `ip` is one of this machine's addresses (binding to it works only then).
+fn is_local_address(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+async fn dns(c: &Config, r: &mut Report) {
+    if c.dev || c.hostname == "localhost" {
+        r.line(Level::Ok, "dns", "development hostname; no DNS needed");
+        return;
+    }
+    let lookup = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::lookup_host((c.hostname.as_str(), 443)),
+    )
+    .await;
+    let addrs: Vec<IpAddr> = match lookup {
+        Ok(Ok(it)) => {
+            let mut v: Vec<IpAddr> = it.map(|a| a.ip()).collect();
+            v.sort();
+            v.dedup();
+            v
+        }
+        _ => Vec::new(),
+    };
+    if addrs.is_empty() {
+        r.line(
+            Level::Fail,
+            "dns",
+            format!(
+                "{} does not resolve; add an A record (and AAAA for IPv6) pointing to your \
+                 router's public address",
+                c.hostname
+            ),
+        );
+        return;
+    }
+    for ip in addrs {
+        if is_local_address(ip) && !crate::net::is_private(ip) {
+            r.line(
+                Level::Ok,
+                "dns",
+                format!("{} → {ip}, an address of this machine", c.hostname),
+            );
+        } else if crate::net::is_private(ip) {
+            r.line(
+                Level::Warn,
+                "dns",
+                format!(
+                    "{} → {ip} is a private address the rest of the network cannot reach; \
+                     point the record at your router's public address",
+                    c.hostname
+                ),
+            );
+        } else {
+            r.line(
+                Level::Ok,
+                "dns",
+                format!(
+                    "{} → {ip} (not on this machine: make sure your router forwards ports 80 \
+                     and 443 from it to this box)",
+                    c.hostname
+                ),
+            );
+        }
+    }
+}
+
+/// Something accepts on `addr` (unspecified addresses are tried on loopback).
+fn accepts(addr: SocketAddr) -> bool {
+    let target = if addr.ip().is_unspecified() {
+        let lo: IpAddr = if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(lo, addr.port())
+    } else {
+        addr
+    };
+    TcpStream::connect_timeout(&target, Duration::from_secs(2)).is_ok()
+}
+
+fn listeners(c: &Config, r: &mut Report) {
+    let mut ports = vec![("listen", c.listen)];
+    if c.tls != TlsMode::Off
+        && let Some(a) = c.http_listen
+    {
+        ports.push(("http_listen", a));
+    }
+    for (key, addr) in ports {
+        if accepts(addr) {
+            r.line(
+                Level::Ok,
+                "listener",
+                format!("{addr} ({key}) is accepting connections"),
+            );
+        } else {
+            r.line(
+                Level::Fail,
+                "listener",
+                format!(
+                    "nothing accepts on {addr} ({key}); start perch (systemctl start perch) and \
+                     check its log (journalctl -u perch)"
+                ),
+            );
+        }
+    }
+}
+
+fn certificate(c: &Config, r: &mut Report) {
+    let loaded = match c.tls {
+        TlsMode::Off => {
+            r.line(
+                Level::Ok,
+                "certificate",
+                "tls = \"off\": HTTPS is expected from a reverse proxy in front of perch",
+            );
+            return;
+        }
+        TlsMode::Files => crate::tls::files::load(c),
+        TlsMode::Acme => {
+            let store = crate::tls::store::AcmeStore::new(&c.data_dir);
+            match store.cert(&c.hostname, &c.acme_directory) {
+                Ok(Some(s)) => crate::tls::load_pem(s.chain_pem.as_bytes(), s.key_pem.as_bytes())
+                    .map_err(|e| e.to_string()),
+                Ok(None) => {
+                    r.line(
+                        Level::Warn,
+                        "certificate",
+                        format!(
+                            "none obtained yet for {}; perch keeps trying while it runs: see \
+                             /readyz on port 80 or journalctl -u perch for the CA's answer",
+                            c.hostname
+                        ),
+                    );
+                    return;
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    match loaded {
+        Ok(cert) => {
+            let days = (cert.info.not_after - crate::tls::now_secs()) / 86_400;
+            let level = if days < 0 {
+                Level::Fail
+            } else if days < 10 {
+                Level::Warn
+            } else {
+                Level::Ok
+            };
+            let fix = match (level, c.tls) {
+                (Level::Ok, _) => String::new(),
+                (_, TlsMode::Acme) => "; perch renews it by itself when running: check journalctl -u perch for renewal errors".into(),
+                _ => "; replace the files and run systemctl reload perch".into(),
+            };
+            r.line(
+                level,
+                "certificate",
+                format!("serial {}, {days} day(s) left{fix}", cert.info.serial),
+            );
+        }
+        Err(e) => r.line(
+            Level::Fail,
+            "certificate",
+            format!("{e}; fix the certificate files or use tls = \"acme\""),
+        ),
+    }
+}
+
+/// Compares our clock with the `Date` header of a well-known server.
+async fn clock(c: &Config, r: &mut Report) {
+    let url = if c.plc_url.is_empty() {
+        c.appview_url.clone()
+    } else {
+        c.plc_url.clone()
+    };
+    let net = crate::net::Net::new(true);
+    let req =
+        hyper::Request::head(url.as_str()).body(http_body_util::Full::new(bytes::Bytes::new()));
+    let date = match req {
+        Ok(req) => net.send(req).await.ok().and_then(|resp| {
+            resp.headers()
+                .get(hyper::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_http_date)
+        }),
+        Err(_) => None,
+    };
+    let Some(remote) = date else {
+        r.line(
+            Level::Warn,
+            "clock",
+            format!(
+                "could not compare with {url}; make sure the box has network and NTP (timedatectl)"
+            ),
+        );
+        return;
+    };
+    let skew = crate::tls::now_secs() - remote;
+    if skew.abs() > 300 {
+        r.line(
+            Level::Fail,
+            "clock",
+            format!("{skew} s off from {url}; turn on NTP (timedatectl set-ntp true): tokens and certificates depend on it"),
+        );
+    } else {
+        r.line(
+            Level::Ok,
+            "clock",
+            format!("within {} s of {url}", skew.abs().max(1)),
+        );
+    }
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` → Unix seconds.
+fn parse_http_date(s: &str) -> Option<i64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)?
+        + 1;
+    let t: Vec<&str> = time.split(':').collect();
+    let [h, m, sec] = t.as_slice() else {
+        return None;
+    };
+    // Reuse the certificate time parser: GeneralizedTime is YYYYMMDDHHMMSSZ.
+    let generalized = format!("{year:0>4}{month:02}{day:0>2}{h:0>2}{m:0>2}{sec:0>2}Z");
+    crate::tls::x509::generalized_time(&generalized)
+}
+
+/// Opens the database read-only: integrity and the account.
+fn database(c: &Config, r: &mut Report) -> Option<(String, String)> {
+    let path = c.data_dir.join("perch.sqlite");
+    if !path.exists() {
+        r.line(
+            Level::Fail,
+            "database",
+            format!(
+                "{} does not exist; run perch init (or perch account create)",
+                path.display()
+            ),
+        );
+        return None;
+    }
+    let conn = match rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            r.line(
+                Level::Fail,
+                "database",
+                format!(
+                    "cannot open {}: {e}; check its owner (perch) and permissions",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+    };
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    match conn.query_row("PRAGMA quick_check", [], |row| row.get::<_, String>(0)) {
+        Ok(s) if s == "ok" => r.line(Level::Ok, "database", "quick_check ok"),
+        Ok(s) => r.line(
+            Level::Fail,
+            "database",
+            format!("quick_check: {s}; stop perch and restore the latest backup"),
+        ),
+        Err(e) => r.line(
+            Level::Fail,
+            "database",
+            format!("quick_check failed: {e}; stop perch and restore the latest backup"),
+        ),
+    }
+    match crate::store::account::get_account(&conn) {
+        Ok(Some(a)) => {
+            r.line(
+                Level::Ok,
+                "account",
+                format!("{} ({}), {}", a.handle, a.did, a.status),
+            );
+            Some((a.did, a.handle))
+        }
+        Ok(None) => {
+            r.line(
+                Level::Fail,
+                "account",
+                "no account yet; run perch init or perch account create",
+            );
+            None
+        }
+        Err(e) => {
+            r.line(
+                Level::Fail,
+                "account",
+                format!("cannot read the account: {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn disk(c: &Config, r: &mut Report) {
+    // `df` rather than statvfs(2): no unsafe code, and coreutils is on every Debian.
+    let out = std::process::Command::new("df")
+        .args(["-Pk"])
+        .arg(&c.data_dir)
+        .output();
+    let avail_kib = out.ok().and_then(|o| {
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        text.lines()
+            .nth(1)?
+            .split_whitespace()
+            .nth(3)?
+            .parse::<u64>()
+            .ok()
+    });
+    match avail_kib {
+        Some(k) if k < 512 * 1024 => r.line(
+            Level::Fail,
+            "disk",
+            format!(
+                "only {} MiB free under {}; free space or move data_dir to a bigger disk",
+                k / 1024,
+                c.data_dir.display()
+            ),
+        ),
+        Some(k) if k < 2 * 1024 * 1024 => r.line(
+            Level::Warn,
+            "disk",
+            format!(
+                "{} MiB free under {}; blobs will fill it soon",
+                k / 1024,
+                c.data_dir.display()
+            ),
+        ),
+        Some(k) => r.line(
+            Level::Ok,
+            "disk",
+            format!(
+                "{:.1} GiB free under {}",
+                k as f64 / 1_048_576.0,
+                c.data_dir.display()
+            ),
+        ),
+        None => r.line(
+            Level::Warn,
+            "disk",
+            "could not measure free space (df failed)",
+        ),
+    }
+}
+
+async fn identity(c: &Config, r: &mut Report, did: &str, handle: &str) {
+    let net = crate::net::Net::new(true);
+    let doc = match crate::identity::resolve::did_document(&net, &c.plc_url, did).await {
+        Ok(d) => d,
+        Err(e) => {
+            r.line(
+                Level::Fail,
+                "did",
+                format!("{e}; the network cannot find your account until this resolves"),
+            );
+            return;
+        }
+    };
+    let endpoint = crate::identity::resolve::service_endpoint(&doc, "atproto_pds");
+    let ours = c.public_url();
+    if endpoint.as_deref().map(|e| e.trim_end_matches('/')) == Some(ours.as_str()) {
+        r.line(Level::Ok, "did", format!("{did} points to {ours}"));
+    } else {
+        r.line(
+            Level::Fail,
+            "did",
+            format!(
+                "{did} names PDS {} but this server is {ours}; update the DID document \
+                 (perch account plc-token, then the PLC operation) or fix hostname",
+                endpoint.unwrap_or_else(|| "none".into())
+            ),
+        );
+    }
+    let key = doc_signing_key(&doc);
+    let our_key = crate::keys::KeyDir::open(&c.data_dir)
+        .ok()
+        .and_then(|k| k.keypair(crate::keys::REPO_KEY).ok().flatten())
+        .map(|k| k.did_key());
+    match (key, our_key) {
+        (Some(k), Some(ours)) if k == ours => r.line(
+            Level::Ok,
+            "signing key",
+            "the DID document lists this server's repo key",
+        ),
+        (k, _) => r.line(
+            Level::Fail,
+            "signing key",
+            format!(
+                "the DID document's key ({}) is not this server's repo key; relays will reject \
+                 our commits until the DID document is updated",
+                k.unwrap_or_else(|| "none".into())
+            ),
+        ),
+    }
+    match crate::identity::resolve::handle_to_did(&net, &c.plc_url, handle).await {
+        Ok(d) if d == did => r.line(
+            Level::Ok,
+            "handle",
+            format!("{handle} → {did} → {handle} (both ways)"),
+        ),
+        Ok(d) => r.line(
+            Level::Fail,
+            "handle",
+            format!("{handle} resolves to {d}, not {did}; fix the _atproto TXT record"),
+        ),
+        Err(e) => r.line(
+            Level::Fail,
+            "handle",
+            format!(
+                "{handle} does not resolve to {did} ({e}); add a TXT record _atproto.{handle} \
+                 with did={did}, or serve it from this host"
+            ),
+        ),
+    }
+}
+
+/// The `#atproto` verification key of a DID document, as a did:key.
+fn doc_signing_key(doc: &Value) -> Option<String> {
+    doc.get("verificationMethod")?
+        .as_array()?
+        .iter()
+        .find(|m| {
+            m.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id.ends_with("#atproto"))
+        })
+        .and_then(|m| m.get("publicKeyMultibase"))
+        .and_then(Value::as_str)
+        .map(|mb| format!("did:key:{mb}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Fri, 27 Nov 2026 19:00:00 GMT"),
+            Some(1_795_806_000)
+        );
+        assert_eq!(parse_http_date("yesterday"), None);
+        assert_eq!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT"), None);
+    }
+
+    #[test]
+    fn loopback_is_local_and_documentation_addresses_are_not() {
+        assert!(is_local_address([127, 0, 0, 1].into()));
+        assert!(!is_local_address([192, 0, 2, 1].into()));
+    }
+}
