@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod config_cmd;
 pub mod doctor;
+pub mod migrate_cmd;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -60,12 +61,38 @@ pub enum Command {
     Status,
     /// Ask the configured relays to crawl this server now
     RequestCrawl,
+    /// Move an account between PDSes
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Check DNS, listeners, certificate, clock, database, disk and identity; each line
     /// OK/WARN/FAIL with the fix
     Doctor,
     /// Firehose sequence numbers
     #[command(subcommand)]
     Seq(SeqCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MigrateCommand {
+    /// Move your account from another PDS to this one (run it again to continue after an
+    /// interruption)
+    In {
+        /// Your handle or DID
+        #[arg(long)]
+        from: String,
+        /// Your password on the old PDS (or PERCH_OLD_PASSWORD, or asked for)
+        #[arg(long)]
+        password: Option<String>,
+        /// The old PDS's URL, if not the one in your DID document
+        #[arg(long = "old-pds", value_name = "URL")]
+        old_pds: Option<String>,
+        /// This server's URL (default: its public URL)
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// The confirmation code the old PDS emailed you (second run)
+        #[arg(long = "plc-token", value_name = "CODE")]
+        plc_token: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,6 +216,13 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
     match command {
         Command::Serve => commands::serve(config),
         Command::Doctor => doctor::run(&config),
+        Command::Migrate(MigrateCommand::In {
+            from,
+            password,
+            old_pds,
+            to,
+            plc_token,
+        }) => migrate_cmd::run_in(&config, from, password, old_pds, to, plc_token),
         Command::Account(AccountCommand::Create {
             handle,
             password,
