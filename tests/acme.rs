@@ -92,14 +92,14 @@ impl Perch {
     /// Waits until HTTPS verifies against `pebble`'s root; returns the served serial.
     async fn wait_for_https(&self, pebble: &Pebble) -> String {
         let roots = pebble.roots();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             match https_get(self.tls, HOST, &roots, "/xrpc/_health").await {
                 Ok(r) if r.status == 200 => return r.serial,
                 other => {
                     assert!(
                         Instant::now() < deadline,
-                        "no verified HTTPS after 60 s ({:?})\nperch log:\n{}\npebble log:\n{}",
+                        "no verified HTTPS after 120 s ({:?})\nperch log:\n{}\npebble log:\n{}",
                         other.err(),
                         self.log(),
                         pebble.log()

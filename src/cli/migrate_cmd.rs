@@ -1,41 +1,23 @@
-//! `perch migrate in`.
+//! `perch migrate in` and `perch migrate out`.
 
 use super::CliError;
 use crate::config::Config;
-use crate::migrate::{InOptions, MigrateError, migrate_in};
+use crate::migrate::{InOptions, MigrateError, OutOptions, migrate_in, migrate_out};
 
-pub fn run_in(
-    config: &Config,
-    from: String,
-    password: Option<String>,
-    old_pds: Option<String>,
-    to: Option<String>,
-    plc_token: Option<String>,
-) -> Result<(), CliError> {
-    let password = match password.or_else(|| std::env::var("PERCH_OLD_PASSWORD").ok()) {
-        Some(p) => p,
-        None => {
-            eprint!("password for {from} on the old PDS: ");
-            let mut line = String::new();
-            std::io::stdin()
-                .read_line(&mut line)
-                .map_err(|e| CliError::Message(e.to_string()))?;
-            line.trim_end_matches(['\r', '\n']).to_owned()
-        }
-    };
-    let opts = InOptions {
-        from,
-        password,
-        old_pds,
-        to: to.unwrap_or_else(|| config.public_url()),
-        plc_token,
-        plc_url: config.plc_url.clone(),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+fn password_or_ask(password: Option<String>, env: &str, prompt: &str) -> Result<String, CliError> {
+    if let Some(p) = password.or_else(|| std::env::var(env).ok()) {
+        return Ok(p);
+    }
+    eprint!("{prompt}: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
         .map_err(|e| CliError::Message(e.to_string()))?;
-    match rt.block_on(migrate_in(opts)) {
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn finish(result: Result<String, MigrateError>) -> Result<(), CliError> {
+    match result {
         Ok(summary) => {
             println!("{summary}");
             Ok(())
@@ -48,4 +30,83 @@ pub fn run_in(
             "{e}\nNothing is lost: run the same command again to continue where it stopped."
         ))),
     }
+}
+
+/// Moves this server's account to the PDS at `to`.
+pub struct OutArgs {
+    pub to: String,
+    pub password: Option<String>,
+    pub handle: Option<String>,
+    pub email: Option<String>,
+    pub invite_code: Option<String>,
+    pub from: Option<String>,
+}
+
+pub fn run_out(config: &Config, args: OutArgs) -> Result<(), CliError> {
+    let password = password_or_ask(
+        args.password,
+        "PERCH_PASSWORD",
+        "your password on this server",
+    )?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Message(e.to_string()))?;
+    rt.block_on(async {
+        // This box signs the PLC operation for itself: mint the one-time code directly.
+        let app = crate::app::App::open(config.clone())
+            .await
+            .map_err(|e| CliError::Message(e.to_string()))?;
+        let acct = app
+            .account()
+            .await
+            .map_err(|e| CliError::Message(e.to_string()))?
+            .ok_or_else(|| CliError::Message("there is no account on this server".into()))?;
+        let plc_token = crate::api::identity::new_plc_token(&app)
+            .await
+            .map_err(|e| CliError::Message(e.message))?;
+        drop(app);
+        finish(
+            migrate_out(OutOptions {
+                from: args.from.unwrap_or_else(|| config.public_url()),
+                to: args.to,
+                login: acct.did,
+                password,
+                handle: args.handle,
+                email: args.email,
+                invite_code: args.invite_code,
+                plc_token,
+                plc_url: config.plc_url.clone(),
+            })
+            .await,
+        )
+    })
+}
+
+pub fn run_in(
+    config: &Config,
+    from: String,
+    password: Option<String>,
+    old_pds: Option<String>,
+    to: Option<String>,
+    plc_token: Option<String>,
+) -> Result<(), CliError> {
+    let password = password_or_ask(
+        password,
+        "PERCH_OLD_PASSWORD",
+        &format!("password for {from} on the old PDS"),
+    )?;
+    let opts = InOptions {
+        from,
+        password,
+        old_pds,
+        to: to.unwrap_or_else(|| config.public_url()),
+        plc_token,
+        plc_url: config.plc_url.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Message(e.to_string()))?;
+    finish(rt.block_on(migrate_in(opts)))
 }

@@ -93,6 +93,28 @@ pub enum MigrateCommand {
         #[arg(long = "plc-token", value_name = "CODE")]
         plc_token: Option<String>,
     },
+    /// Move this server's account to another PDS (run it again to continue after an
+    /// interruption)
+    Out {
+        /// The PDS to move to, e.g. https://pds.example.net
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Your password here (or PERCH_PASSWORD, or asked for); the new account gets it too
+        #[arg(long)]
+        password: Option<String>,
+        /// Handle on the new PDS (default: your current handle)
+        #[arg(long)]
+        handle: Option<String>,
+        /// Email for the new account (default: the one here, if any)
+        #[arg(long)]
+        email: Option<String>,
+        /// Invite code, if the new PDS requires one
+        #[arg(long = "invite-code")]
+        invite_code: Option<String>,
+        /// This server's URL (default: its public URL)
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -223,6 +245,24 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
             to,
             plc_token,
         }) => migrate_cmd::run_in(&config, from, password, old_pds, to, plc_token),
+        Command::Migrate(MigrateCommand::Out {
+            to,
+            password,
+            handle,
+            email,
+            invite_code,
+            from,
+        }) => migrate_cmd::run_out(
+            &config,
+            migrate_cmd::OutArgs {
+                to,
+                password,
+                handle,
+                email,
+                invite_code,
+                from,
+            },
+        ),
         Command::Account(AccountCommand::Create {
             handle,
             password,

@@ -26,6 +26,47 @@ pub struct InOptions {
     pub plc_url: String,
 }
 
+/// What `perch migrate out` needs.
+pub struct OutOptions {
+    /// This server's URL (default: its public URL).
+    pub from: String,
+    /// The PDS to move to.
+    pub to: String,
+    /// The account here (its DID).
+    pub login: String,
+    /// The account password here; the new account gets the same one.
+    pub password: String,
+    /// Handle on the new PDS (default: the current one).
+    pub handle: Option<String>,
+    pub email: Option<String>,
+    pub invite_code: Option<String>,
+    /// A PLC operation code minted here (the CLI runs on this box, so no email is needed).
+    pub plc_token: String,
+    pub plc_url: String,
+}
+
+/// How the old PDS's PLC signature is authorised.
+enum PlcCode {
+    /// Emailed by the old PDS: requested on the first run, given back on a later one.
+    Emailed(Option<String>),
+    /// Minted by this box for itself.
+    Minted(String),
+}
+
+/// One move: sessions on `old`, the account to create on `new`.
+struct Move {
+    net: Net,
+    old: Pds,
+    new: Pds,
+    did: String,
+    handle: String,
+    email: Option<String>,
+    password: String,
+    invite_code: Option<String>,
+    plc: PlcCode,
+    plc_url: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error("{0}")]
@@ -124,10 +165,83 @@ pub async fn migrate_in(opts: InOptions) -> Result<String, MigrateError> {
         .get("email")
         .and_then(Value::as_str)
         .map(str::to_owned);
+    move_account(Move {
+        net,
+        old,
+        new,
+        did,
+        handle,
+        email,
+        password: opts.password.clone(),
+        invite_code: None,
+        plc: PlcCode::Emailed(opts.plc_token.clone()),
+        plc_url: opts.plc_url.clone(),
+    })
+    .await
+}
+
+/// Moves this server's account to another PDS.
+pub async fn migrate_out(opts: OutOptions) -> Result<String, MigrateError> {
+    let net = Net::new(true);
+    let here = Pds::new(&net, &opts.from);
+    let new = Pds::new(&net, &opts.to);
+    if here.url == new.url {
+        return Err(step("--to names this server"));
+    }
+    let session = here
+        .procedure(
+            "com.atproto.server.createSession",
+            Some(&json!({ "identifier": opts.login, "password": opts.password })),
+        )
+        .await?;
+    let did = field(&session, "did")?.to_owned();
+    let handle = opts.handle.clone().unwrap_or_else(|| {
+        session
+            .get("handle")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    });
+    let email = opts.email.clone().or_else(|| {
+        session
+            .get("email")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let old = here.with_token(field(&session, "accessJwt")?);
+    say(format!("moving {did} from {} to {}", old.url, new.url));
+    move_account(Move {
+        net,
+        old,
+        new,
+        did,
+        handle,
+        email,
+        password: opts.password.clone(),
+        invite_code: opts.invite_code.clone(),
+        plc: PlcCode::Minted(opts.plc_token.clone()),
+        plc_url: opts.plc_url.clone(),
+    })
+    .await
+}
+
+async fn move_account(m: Move) -> Result<String, MigrateError> {
+    let Move {
+        net,
+        old,
+        new,
+        did,
+        handle,
+        email,
+        password,
+        invite_code,
+        plc,
+        plc_url,
+    } = m;
     let new = match new
         .procedure(
             "com.atproto.server.createSession",
-            Some(&json!({ "identifier": did, "password": opts.password })),
+            Some(&json!({ "identifier": did, "password": password })),
         )
         .await
     {
@@ -149,9 +263,12 @@ pub async fn migrate_in(opts: InOptions) -> Result<String, MigrateError> {
                     ],
                 )
                 .await?;
-            let mut body = json!({ "did": did, "handle": handle, "password": opts.password });
+            let mut body = json!({ "did": did, "handle": handle, "password": password });
             if let Some(e) = &email {
                 body["email"] = json!(e);
+            }
+            if let Some(code) = &invite_code {
+                body["inviteCode"] = json!(code);
             }
             let created = new
                 .with_token(field(&auth, "token")?)
@@ -175,7 +292,7 @@ pub async fn migrate_in(opts: InOptions) -> Result<String, MigrateError> {
         new.procedure("app.bsky.actor.putPreferences", Some(&prefs))
             .await?;
         say("preferences copied");
-        update_identity(&old, &new, &did, &opts).await?;
+        update_identity(&old, &new, &did, &plc).await?;
         retry("activateAccount", || {
             new.procedure("com.atproto.server.activateAccount", None)
         })
@@ -193,7 +310,7 @@ pub async fn migrate_in(opts: InOptions) -> Result<String, MigrateError> {
             "warning: could not deactivate the account on the old PDS: {e}"
         )),
     }
-    verify(&net, &opts, &old, &new, &did, &handle).await
+    verify(&net, &plc_url, &old, &new, &did, &handle).await
 }
 
 async fn copy_repo(old: &Pds, new: &Pds, did: &str, status: &Value) -> Result<(), MigrateError> {
@@ -312,7 +429,7 @@ async fn update_identity(
     old: &Pds,
     new: &Pds,
     did: &str,
-    opts: &InOptions,
+    plc: &PlcCode,
 ) -> Result<(), MigrateError> {
     let status = new
         .query("com.atproto.server.checkAccountStatus", &[])
@@ -330,14 +447,17 @@ async fn update_identity(
              run this command again:\n{creds:#}"
         )));
     }
-    let Some(token) = opts.plc_token.clone() else {
-        old.procedure("com.atproto.identity.requestPlcOperationSignature", None)
-            .await?;
-        return Err(MigrateError::Waiting(
-            "the old PDS has emailed you a confirmation code; run the same command again \
-             with --plc-token CODE"
-                .into(),
-        ));
+    let token = match plc {
+        PlcCode::Minted(t) | PlcCode::Emailed(Some(t)) => t.clone(),
+        PlcCode::Emailed(None) => {
+            old.procedure("com.atproto.identity.requestPlcOperationSignature", None)
+                .await?;
+            return Err(MigrateError::Waiting(
+                "the old PDS has emailed you a confirmation code; run the same command again \
+                 with --plc-token CODE"
+                    .into(),
+            ));
+        }
     };
     let mut creds = new
         .query("com.atproto.identity.getRecommendedDidCredentials", &[])
@@ -357,13 +477,13 @@ async fn update_identity(
 
 async fn verify(
     net: &Net,
-    opts: &InOptions,
+    plc_url: &str,
     old: &Pds,
     new: &Pds,
     did: &str,
     handle: &str,
 ) -> Result<String, MigrateError> {
-    let doc = crate::identity::resolve::did_document(net, &opts.plc_url, did)
+    let doc = crate::identity::resolve::did_document(net, plc_url, did)
         .await
         .map_err(|e| step(format!("cannot read the DID document: {e}")))?;
     let endpoint =
@@ -395,7 +515,7 @@ async fn verify(
             n(&ours, "expectedBlobs")
         )));
     }
-    let handle_ok = crate::identity::resolve::handle_to_did(net, &opts.plc_url, handle)
+    let handle_ok = crate::identity::resolve::handle_to_did(net, plc_url, handle)
         .await
         .is_ok_and(|d| d == did);
     if !handle_ok {

@@ -2,14 +2,18 @@
 // with the same CID, every blob byte for byte, preferences, a repository that verifies under
 // the key in the DID document, and a DID document naming URL.
 //
-//   node migrate-verify.mjs URL PASSWORD SEED.json PLC_URL
+//   node migrate-verify.mjs URL PASSWORD SEED.json PLC_URL [--post-first]
+//
+// --post-first: write one post before checking the repo signature. The reference PDS does
+// not re-sign an imported repo when the account is activated, so until its first write the
+// head commit still carries the previous PDS's signature.
 import { AtpAgent } from '@atproto/api'
 import { verifyRepoCar } from '@atproto/repo'
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import assert from 'node:assert/strict'
 
-const [url, password, seedFile, plcUrl] = process.argv.slice(2)
+const [url, password, seedFile, plcUrl, flag] = process.argv.slice(2)
 const seed = JSON.parse(readFileSync(seedFile, 'utf8'))
 const agent = new AtpAgent({ service: url })
 await agent.login({ identifier: seed.did, password })
@@ -36,9 +40,14 @@ const pds = doc.service.find((s) => s.id.endsWith('#atproto_pds'))
 assert.equal(pds.serviceEndpoint.replace(/\/$/, ''), url, 'DID document names the new PDS')
 // The directory's /data view names the signing key as a did:key.
 const data = await (await fetch(`${plcUrl}/${seed.did}/data`)).json()
+let expected = Object.keys(seed.records).length
+if (flag === '--post-first') {
+  await agent.post({ text: 'first post after the move' })
+  expected += 1
+}
 const { data: car } = await agent.com.atproto.sync.getRepo({ did: seed.did })
 const verified = await verifyRepoCar(car, seed.did, data.verificationMethods.atproto)
-assert.equal(verified.creates.length, Object.keys(seed.records).length, 'repo verifies with every record')
+assert.equal(verified.creates.length, expected, 'repo verifies with every record')
 
 const status = (await agent.com.atproto.server.checkAccountStatus()).data
 assert.equal(status.activated, true)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Moving an account into perch from the reference PDS, end to end, with perch killed once
-# in the middle:
+# Moving an account into perch from the reference PDS and out again to a second one, end to
+# end, with perch killed once in the middle:
 #   a local did:plc directory (@did-plc/server) and the reference PDS (@atproto/pds) on
 #   loopback; an account there with 500 posts, 20 blobs and preferences; then
 #   `perch migrate in` against a running perch: perch is SIGKILLed right after the repo
 #   import, the command fails, perch restarts and the same command continues; it stops once
 #   to ask for the emailed PLC code (read from the reference PDS's database, as there is no
 #   mail server) and finishes with it. The official client then checks every record and blob,
-#   the preferences, the repo signature and the DID document.
+#   the preferences, the repo signature and the DID document. Then `perch migrate out` moves
+#   it to a second reference PDS, checked the same way.
 # Needs node 20+ and npm. PERCH_BIN = the perch binary (default target/debug/perch).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -50,13 +51,17 @@ for _ in $(seq 100); do [[ -s $WORK/plc.port ]] && break; sleep 0.1; done
 PLC="http://localhost:$(cat "$WORK/plc.port")"
 wait_url "$PLC/_health"
 
-REF_PORT=$(free_port)
-mkdir -p "$WORK/ref"
-(cd "$ROOT/scripts/bench" && REF_PDS_APPVIEW_DID=did:web:appview.invalid exec "$NODE22" ref-pds.mjs --data-dir "$WORK/ref" --port "$REF_PORT" --plc-url "$PLC") \
-  >"$WORK/ref-pds.log" 2>&1 &
-PIDS+=($!)
-REF="http://localhost:$REF_PORT"
-wait_url "$REF/xrpc/_health"
+start_ref() { # start_ref NAME: a reference PDS with its data in $WORK/NAME; prints its URL
+  local port
+  port=$(free_port)
+  mkdir -p "$WORK/$1"
+  (cd "$ROOT/scripts/bench" && REF_PDS_APPVIEW_DID=did:web:appview.invalid exec "$NODE22" ref-pds.mjs \
+    --data-dir "$WORK/$1" --port "$port" --plc-url "$PLC") >"$WORK/$1.log" 2>&1 &
+  PIDS+=($!)
+  wait_url "http://localhost:$port/xrpc/_health"
+  echo "http://localhost:$port"
+}
+REF=$(start_ref ref)
 
 PASSWORD="migrate-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 started=$SECONDS
@@ -76,8 +81,12 @@ start_perch() {
 start_perch
 
 migrate() { # migrate LOGNAME [ARGS…]: runs perch migrate in; returns its status
-  local name=$1; shift
-  "$PERCH_BIN" migrate in "${FLAGS[@]}" --from "$DID" --password "$PASSWORD" "$@" >"$WORK/$name.log" 2>&1
+  local name=$1 status=0 t
+  shift
+  t=$(date +%s.%N)
+  "$PERCH_BIN" migrate in "${FLAGS[@]}" --from "$DID" --password "$PASSWORD" "$@" >"$WORK/$name.log" 2>&1 || status=$?
+  log "$name took $(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s (exit $status)"
+  return $status
 }
 
 # Run 1, with perch killed as soon as the repository is imported.
@@ -108,3 +117,15 @@ log "migration finished; $((SECONDS - t0)) s over three runs (including the kill
 code=$(curl -s -o /dev/null -w '%{http_code}' "$REF/xrpc/com.atproto.sync.getLatestCommit?did=$DID" || true)
 [[ $code == 400 ]] || die "the reference PDS still serves the repo (HTTP $code)"
 log "migration in: all checks passed"
+
+# Out again, to a second reference PDS.
+REF2=$(start_ref ref2)
+t0=$(date +%s.%N)
+"$PERCH_BIN" migrate out "${FLAGS[@]}" --to "$REF2" --password "$PASSWORD" >"$WORK/out.log" 2>&1 ||
+  die "perch migrate out failed: $(cat "$WORK/out.log")"
+grep "done:" "$WORK/out.log" >&2
+log "migration out finished in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s"
+(cd "$CLIENT" && node migrate-verify.mjs "$REF2" "$PASSWORD" "$WORK/seed.json" "$PLC" --post-first) >&2
+code=$(curl -s -o /dev/null -w '%{http_code}' "$PERCH/xrpc/com.atproto.sync.getLatestCommit?did=$DID" || true)
+[[ $code == 400 ]] || die "perch still serves the repo after moving out (HTTP $code)"
+log "migration out: all checks passed"
