@@ -37,6 +37,31 @@ struct CreateAccountInput {
     handle: String,
     email: Option<String>,
     password: Option<String>,
+    invite_code: Option<String>,
+}
+
+/// How long a code from `perch account invite` stays valid.
+pub const INVITE_SECS: i64 = 7 * 24 * 3600;
+/// How long a `requestAccountDelete` code stays valid.
+const DELETE_TOKEN_SECS: i64 = 15 * 60;
+
+/// A one-time code for `purpose`, stored and returned (`XXXXX-XXXXX`).
+pub async fn new_action_token(
+    app: &App,
+    purpose: &'static str,
+    ttl: i64,
+) -> Result<String, XrpcError> {
+    use rand_core::RngCore;
+    let mut b = [0u8; 5];
+    OsRng.fill_bytes(&mut b);
+    let raw: String = b.iter().map(|x| format!("{x:02X}")).collect();
+    let token = format!("{}-{}", &raw[..5], &raw[5..]);
+    let t = token.clone();
+    let now = now();
+    app.writer
+        .exec(move |c, _| account::insert_action_token(c, purpose, &t, now + ttl, now))
+        .await?;
+    Ok(token)
 }
 
 /// Checks a service-auth token minted by the account's current PDS: issuer = `did`, audience
@@ -95,7 +120,9 @@ async fn verify_migration_token(app: &App, req: &XrpcRequest, did: &str) -> Resu
 
 /// `com.atproto.server.createAccount` with an existing DID: the account arrives deactivated
 /// and without a repo; `importRepo` and `activateAccount` complete the move. This server
-/// holds one account, so it is refused once one exists.
+/// holds one account, so it is refused once one exists; and since a fresh box sits on the
+/// internet before its owner moves in, it takes a one-time invite code from
+/// `perch account invite` (which `perch migrate in` mints for itself).
 pub async fn create_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let input: CreateAccountInput = req.json(JSON_LIMIT).await?;
     let Some(did) = input.did else {
@@ -118,6 +145,12 @@ pub async fn create_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResul
             a.did
         )));
     }
+    let invite = input.invite_code.filter(|c| !c.is_empty()).ok_or_else(|| {
+        XrpcError::lexicon(
+            "InvalidInviteCode",
+            "an invite code is required: run `perch account invite` on the server",
+        )
+    })?;
     verify_migration_token(&app, &req, &did).await?;
     let hash =
         tokio::task::spawn_blocking(move || crate::auth::hash_password(&password, &mut OsRng))
@@ -134,6 +167,8 @@ pub async fn create_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResul
         created_at: crate::syntax::format_datetime_millis(now() * 1000),
     };
     let row = acct.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let t = now();
     app.writer
         .exec(move |c, _| {
             if account::get_account(c)?.is_some() {
@@ -141,9 +176,21 @@ pub async fn create_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResul
                     "this server already holds an account".into(),
                 ));
             }
-            account::create_account(c, &row)
+            if !account::take_action_token(c, "invite", &invite, t)? {
+                let _ = tx.send(false);
+                return Ok(());
+            }
+            account::create_account(c, &row)?;
+            let _ = tx.send(true);
+            Ok(())
         })
         .await?;
+    if !rx.await.unwrap_or(false) {
+        return Err(XrpcError::lexicon(
+            "InvalidInviteCode",
+            "the invite code is unknown, used or expired",
+        ));
+    }
     let tokens = super::server::issue(&app, &did, Scope::Access, None).await?;
     let mut body = super::server::session_body(&app, &acct, Scope::Access, Some(tokens)).await;
     if let Some(m) = body.as_object_mut() {
@@ -264,5 +311,54 @@ pub async fn deactivate_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerR
         return Ok(XrpcResponse::Empty);
     }
     app.writer.deactivate(session.did).await?;
+    Ok(XrpcResponse::Empty)
+}
+
+/// `com.atproto.server.requestAccountDelete`: a code for `deleteAccount`. There is no mail
+/// server; the code goes to the server's log (journalctl -u perch), which only the owner reads.
+pub async fn request_account_delete(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    let session = require_user(&app, &req).await?;
+    session.require_full()?;
+    let token = new_action_token(&app, "delete_account", DELETE_TOKEN_SECS).await?;
+    tracing::warn!(
+        "account deletion code for {} (valid 15 min): {token}",
+        session.did
+    );
+    Ok(XrpcResponse::Empty)
+}
+
+#[derive(Deserialize)]
+struct DeleteAccountInput {
+    did: String,
+    password: String,
+    token: String,
+}
+
+/// `com.atproto.server.deleteAccount`: with the password and the code, the account and all it
+/// owns are removed and the firehose says `#account {status: deleted}`.
+pub async fn delete_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    let input: DeleteAccountInput = req.json(JSON_LIMIT).await?;
+    let acct = app
+        .account()
+        .await?
+        .filter(|a| a.did == input.did)
+        .ok_or_else(|| XrpcError::invalid_request("no such account"))?;
+    let (pw, hash) = (input.password, acct.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&pw, &hash))
+        .await
+        .map_err(XrpcError::internal)?;
+    if !ok {
+        return Err(XrpcError::auth_required("Invalid identifier or password"));
+    }
+    let cids = app
+        .writer
+        .delete_account(acct.did.clone(), input.token, now())
+        .await?
+        .ok_or_else(|| {
+            XrpcError::lexicon("InvalidToken", "the code is unknown, used or expired")
+        })?;
+    let blobs = app.blobs.clone();
+    let _ = tokio::task::spawn_blocking(move || blobs.delete_many_blocking(&cids)).await;
+    tracing::warn!("account {} deleted", acct.did);
     Ok(XrpcResponse::Empty)
 }

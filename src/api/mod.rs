@@ -51,6 +51,8 @@ fn lookup(nsid: &str) -> Option<(Kind, Handler)> {
         "com.atproto.server.activateAccount" => (P, h!(migrate::activate_account)),
         "com.atproto.server.deactivateAccount" => (P, h!(migrate::deactivate_account)),
         "com.atproto.repo.importRepo" => (P, h!(migrate::import_repo)),
+        "com.atproto.server.requestAccountDelete" => (P, h!(migrate::request_account_delete)),
+        "com.atproto.server.deleteAccount" => (P, h!(migrate::delete_account)),
         "com.atproto.server.getAccountInviteCodes" => (Q, h!(server::get_account_invite_codes)),
         "com.atproto.repo.createRecord" => (P, h!(repo::create_record)),
         "com.atproto.repo.putRecord" => (P, h!(repo::put_record)),

@@ -4,6 +4,35 @@ use super::CliError;
 use crate::config::Config;
 use crate::migrate::{InOptions, MigrateError, OutOptions, migrate_in, migrate_out};
 
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Message(e.to_string()))
+}
+
+/// Mints a one-time code on this box's database (the CLI runs beside the server).
+async fn mint(config: &Config, purpose: &'static str) -> Result<String, CliError> {
+    let app = crate::app::App::open(config.clone())
+        .await
+        .map_err(|e| CliError::Message(e.to_string()))?;
+    let code = match purpose {
+        "plc" => crate::api::identity::new_plc_token(&app).await,
+        _ => {
+            crate::api::migrate::new_action_token(&app, "invite", crate::api::migrate::INVITE_SECS)
+                .await
+        }
+    };
+    code.map_err(|e| CliError::Message(e.message))
+}
+
+/// `perch account invite`.
+pub fn invite(config: &Config) -> Result<(), CliError> {
+    let code = runtime()?.block_on(mint(config, "invite"))?;
+    println!("{code}");
+    Ok(())
+}
+
 fn password_or_ask(password: Option<String>, env: &str, prompt: &str) -> Result<String, CliError> {
     if let Some(p) = password.or_else(|| std::env::var(env).ok()) {
         return Ok(p);
@@ -48,29 +77,24 @@ pub fn run_out(config: &Config, args: OutArgs) -> Result<(), CliError> {
         "PERCH_PASSWORD",
         "your password on this server",
     )?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Message(e.to_string()))?;
-    rt.block_on(async {
+    runtime()?.block_on(async {
         // This box signs the PLC operation for itself: mint the one-time code directly.
-        let app = crate::app::App::open(config.clone())
-            .await
-            .map_err(|e| CliError::Message(e.to_string()))?;
-        let acct = app
-            .account()
-            .await
-            .map_err(|e| CliError::Message(e.to_string()))?
-            .ok_or_else(|| CliError::Message("there is no account on this server".into()))?;
-        let plc_token = crate::api::identity::new_plc_token(&app)
-            .await
-            .map_err(|e| CliError::Message(e.message))?;
-        drop(app);
+        let plc_token = mint(config, "plc").await?;
+        let login = {
+            let store = crate::store::Store::open(&config.data_dir.join("perch.sqlite"))
+                .map_err(|e| CliError::Message(e.to_string()))?;
+            store
+                .read(crate::store::account::get_account)
+                .await
+                .map_err(|e| CliError::Message(e.to_string()))?
+                .ok_or_else(|| CliError::Message("there is no account on this server".into()))?
+                .did
+        };
         finish(
             migrate_out(OutOptions {
                 from: args.from.unwrap_or_else(|| config.public_url()),
                 to: args.to,
-                login: acct.did,
+                login,
                 password,
                 handle: args.handle,
                 email: args.email,
@@ -96,7 +120,10 @@ pub fn run_in(
         "PERCH_OLD_PASSWORD",
         &format!("password for {from} on the old PDS"),
     )?;
+    let rt = runtime()?;
+    let invite_code = Some(rt.block_on(mint(config, "invite"))?);
     let opts = InOptions {
+        invite_code,
         from,
         password,
         old_pds,
@@ -104,9 +131,5 @@ pub fn run_in(
         plc_token,
         plc_url: config.plc_url.clone(),
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Message(e.to_string()))?;
     finish(rt.block_on(migrate_in(opts)))
 }

@@ -157,6 +157,9 @@ pub enum AccountCommand {
     /// Print a one-time token (valid 1 h) for com.atproto.identity.signPlcOperation
     /// (what other servers send by email; needed to move the account away)
     PlcToken,
+    /// Print a one-time invite code (valid 7 days) that lets a migration tool create your
+    /// account here with createAccount (`perch migrate in` makes its own)
+    Invite,
 }
 
 #[derive(Subcommand, Debug)]
@@ -277,6 +280,7 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
             commands::account_create(config, handle, password, email, did_method)
         }
         Command::Account(AccountCommand::PlcToken) => commands::plc_token(config),
+        Command::Account(AccountCommand::Invite) => migrate_cmd::invite(&config),
         Command::Account(AccountCommand::SetPassword { password }) => {
             commands::account_set_password(config, password)
         }

@@ -24,6 +24,8 @@ pub struct InOptions {
     /// The code the old PDS emailed for signing the PLC operation.
     pub plc_token: Option<String>,
     pub plc_url: String,
+    /// This server's invite code for createAccount.
+    pub invite_code: Option<String>,
 }
 
 /// What `perch migrate out` needs.
@@ -173,7 +175,7 @@ pub async fn migrate_in(opts: InOptions) -> Result<String, MigrateError> {
         handle,
         email,
         password: opts.password.clone(),
-        invite_code: None,
+        invite_code: opts.invite_code.clone(),
         plc: PlcCode::Emailed(opts.plc_token.clone()),
         plc_url: opts.plc_url.clone(),
     })

@@ -204,6 +204,37 @@ impl Writer {
         .await
     }
 
+    /// With a valid `delete_account` code: removes the account and all it owns and emits
+    /// `#account {active: false, status: deleted}`. Returns the blob CIDs whose files go, or
+    /// None when the code is not valid.
+    pub async fn delete_account(
+        &self,
+        did: String,
+        token: String,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.exec(move |conn, state| {
+            if !account::take_action_token(conn, "delete_account", &token, now)? {
+                let _ = tx.send(None);
+                return Ok(());
+            }
+            let cids = account::delete_everything(conn)?;
+            let (_, time) = now_time();
+            repo::append_event(
+                conn,
+                "account",
+                &time,
+                &event::account_body(&did, false, Some("deleted"), &time),
+            )?;
+            *state = None;
+            let _ = tx.send(Some(cids));
+            Ok(())
+        })
+        .await?;
+        rx.await.map_err(|_| StoreError::Join)
+    }
+
     /// Deactivates the account and says so on the firehose.
     pub async fn deactivate(&self, did: String) -> Result<(), StoreError> {
         self.exec(move |conn, _| {
