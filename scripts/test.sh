@@ -5,7 +5,10 @@
 #     and the cross-check against the official @atproto/repo;
 #  2. tests/client/run.sh: the official @atproto/api client against a
 #     running perch, with a local PLC directory;
-#  3. tests/frontdoor/run.sh: slowloris / slow body / slow read with
+#  3. tests/migrate/run.sh: `perch migrate in` from the reference PDS
+#     (@atproto/pds, installed by scripts/bench/install.sh) with a kill and
+#     resume, checked with the official client;
+#  4. tests/frontdoor/run.sh: slowloris / slow body / slow read with
 #     slowhttptest, and a testssl review of the HTTPS listener.
 # Needs Rust and Node.js 20+ with npm; the ACME tests need Debian's pebble and
 # the front-door checks slowhttptest, testssl.sh, curl, jq (skipped with a
@@ -16,4 +19,5 @@ npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 cargo test --locked "$@"
 cargo build --locked
 PERCH_BIN="$PWD/target/debug/perch" bash tests/client/run.sh
+PERCH_BIN="$PWD/target/debug/perch" bash tests/migrate/run.sh
 PERCH_BIN="$PWD/target/debug/perch" bash tests/frontdoor/run.sh

@@ -119,6 +119,18 @@ impl App {
         Ok(doc)
     }
 
+    /// A DID document fetched now (and cached), for decisions that must not rest on a
+    /// document from before a recent change, like activating a migrated account.
+    pub async fn did_document_fresh(
+        &self,
+        did: &str,
+    ) -> Result<serde_json::Value, crate::identity::resolve::ResolveError> {
+        if let Ok(mut cache) = self.did_cache.lock() {
+            cache.remove(did);
+        }
+        self.did_document(did).await
+    }
+
     /// The account, if one exists.
     pub async fn account(&self) -> Result<Option<account::Account>, StoreError> {
         self.store.read(account::get_account).await

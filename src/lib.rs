@@ -21,6 +21,7 @@ pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod metrics;
+pub mod migrate;
 pub mod net;
 pub mod notify;
 pub mod repo;

@@ -89,17 +89,25 @@ impl Perch {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Prints perch's certificate lines (issuance times) for the test output.
+    fn report(&self, test: &str) {
+        for line in self.log().lines().filter(|l| l.contains(" obtained by ")) {
+            let what = line.split("perch::tls::acme: ").nth(1).unwrap_or(line);
+            eprintln!("{test}: {what}");
+        }
+    }
+
     /// Waits until HTTPS verifies against `pebble`'s root; returns the served serial.
     async fn wait_for_https(&self, pebble: &Pebble) -> String {
         let roots = pebble.roots();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             match https_get(self.tls, HOST, &roots, "/xrpc/_health").await {
                 Ok(r) if r.status == 200 => return r.serial,
                 other => {
                     assert!(
                         Instant::now() < deadline,
-                        "no verified HTTPS after 60 s ({:?})\nperch log:\n{}\npebble log:\n{}",
+                        "no verified HTTPS after 120 s ({:?})\nperch log:\n{}\npebble log:\n{}",
                         other.err(),
                         self.log(),
                         pebble.log()
@@ -144,6 +152,7 @@ async fn tls_alpn_01_issuance_https_and_restart_keeps_the_certificate() {
         "TLS-ALPN-01: first verified HTTPS response {:.2} s after start",
         started.elapsed().as_secs_f64()
     );
+    perch.report("tls-alpn-01");
     let log = perch.log();
     assert_eq!(
         count(&log, "certificate for pds.test obtained by tls-alpn-01"),
@@ -213,6 +222,7 @@ async fn http_01_when_tls_alpn_01_cannot_be_validated_and_port_80_redirects() {
         "HTTP-01 after a failed TLS-ALPN-01: first verified HTTPS response {:.2} s after start",
         started.elapsed().as_secs_f64()
     );
+    perch.report("http-01 fallback");
     let log = perch.log();
     assert!(log.contains("TlsAlpn01 did not work"), "{log}");
     assert_eq!(
@@ -280,6 +290,7 @@ async fn short_lived_certificates_renew_without_restart_or_failed_requests() {
         "renewal: {} certificates served, {requests} verified requests, none failed",
         serials.len()
     );
+    perch.report("renewal");
     let log = perch.log();
     assert!(
         count(&log, "certificate for pds.test obtained") >= 3,

@@ -263,7 +263,10 @@ fn doctor_reports_a_running_dev_server_and_a_damaged_database() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(std::time::Instant::now() < deadline, "dev server did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dev server did not start"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let args = ["doctor", "--dev", "--listen", &listen, "--data-dir", data_s];
@@ -284,8 +287,14 @@ fn doctor_reports_a_running_dev_server_and_a_damaged_database() {
         assert!(out.contains(line), "missing {line:?} in\n{out}");
     }
     // The dev handle alice.test cannot resolve: a FAIL with the fix, and exit status 1.
-    assert!(out.contains("FAIL handle       alice.test does not resolve"), "{out}");
-    assert!(out.contains("add a TXT record _atproto.alice.test"), "{out}");
+    assert!(
+        out.contains("FAIL handle       alice.test does not resolve"),
+        "{out}"
+    );
+    assert!(
+        out.contains("add a TXT record _atproto.alice.test"),
+        "{out}"
+    );
     assert_eq!(o.status.code(), Some(1), "{out}");
 
     // Nothing listens any more, and a damaged page fails quick_check.

@@ -1074,3 +1074,181 @@ mod proxy {
         assert!(!perch::crawl::relays_lag(&quiet.app).await);
     }
 }
+
+#[tokio::test]
+async fn moving_in_needs_an_invite_and_a_valid_service_token() {
+    let s = start().await;
+    let json = [("content-type", "application/json")];
+    let body = json!({
+        "did": "did:plc:abcdefghijklmnopqrstuvwx",
+        "handle": "bob.test",
+        "password": "pw",
+    });
+    // One account per server: refused while one exists.
+    let (st, b) = s
+        .call(
+            "POST",
+            "com.atproto.server.createAccount",
+            &json,
+            body.to_string().as_bytes(),
+        )
+        .await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+    // Without a DID this is not a migration: refused.
+    let (st, b) = s
+        .call(
+            "POST",
+            "com.atproto.server.createAccount",
+            &json,
+            json!({"handle": "bob.test", "password": "pw"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_xrpc_error(st, &b, 400, "InvalidRequest");
+
+    // An empty box: no invite, no account; an invite but a forged token, no account.
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = Config::dev(dir.path());
+    config.listen = listener.local_addr().unwrap();
+    let app = App::open(config).await.unwrap();
+    tokio::spawn(perch::http::serve(
+        Arc::clone(&app),
+        listener,
+        perch::http::Role::Plain,
+        perch::http::ConnLimiter::new(64, 64),
+        std::future::pending(),
+    ));
+    let empty = Server {
+        addr: app.config.listen,
+        app: Arc::clone(&app),
+        did: String::new(),
+        token: String::new(),
+        _dir: dir,
+    };
+    let (st, b) = empty
+        .call(
+            "POST",
+            "com.atproto.server.createAccount",
+            &json,
+            body.to_string().as_bytes(),
+        )
+        .await;
+    assert_xrpc_error(st, &b, 400, "InvalidInviteCode");
+    let code = perch::api::migrate::new_action_token(&app, "invite", 3600)
+        .await
+        .unwrap();
+    let mut with_code = body.clone();
+    with_code["inviteCode"] = json!(code);
+    let (st, b) = empty
+        .call(
+            "POST",
+            "com.atproto.server.createAccount",
+            &json,
+            with_code.to_string().as_bytes(),
+        )
+        .await;
+    assert_xrpc_error(st, &b, 401, "AuthMissing");
+    let forged = [
+        ("content-type", "application/json"),
+        (
+            "authorization",
+            "Bearer eyJhbGciOiJFUzI1NksifQ.eyJpc3MiOiJkaWQ6cGxjOmFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eCJ9.AAAA",
+        ),
+    ];
+    let (st, b) = empty
+        .call(
+            "POST",
+            "com.atproto.server.createAccount",
+            &forged,
+            with_code.to_string().as_bytes(),
+        )
+        .await;
+    assert_xrpc_error(st, &b, 401, "BadJwtAudience");
+    assert!(
+        app.account().await.unwrap().is_none(),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn delete_account_needs_password_and_code_then_removes_everything() {
+    let s = start().await;
+    let rec = json!({"repo": s.did, "collection": "app.bsky.feed.post",
+        "record": {"$type": "app.bsky.feed.post", "text": "to be deleted", "createdAt": "2026-01-01T00:00:00Z"}});
+    let (st, _) = s
+        .write("com.atproto.repo.createRecord", rec.to_string().as_bytes())
+        .await;
+    assert_eq!(st, 200);
+    let auth = format!("Bearer {}", s.token);
+    let (st, _) = s
+        .call(
+            "POST",
+            "com.atproto.server.requestAccountDelete",
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await;
+    assert_eq!(st, 200);
+    let code = perch::api::migrate::new_action_token(&s.app, "delete_account", 900)
+        .await
+        .unwrap();
+    let json = [("content-type", "application/json")];
+    let req = |password: &str, token: &str| {
+        json!({"did": s.did, "password": password, "token": token}).to_string()
+    };
+    let (st, b) = s
+        .call(
+            "POST",
+            "com.atproto.server.deleteAccount",
+            &json,
+            req("wrong", &code).as_bytes(),
+        )
+        .await;
+    assert_xrpc_error(st, &b, 401, "AuthenticationRequired");
+    let (st, b) = s
+        .call(
+            "POST",
+            "com.atproto.server.deleteAccount",
+            &json,
+            req("correct horse", "AAAAA-BBBBB").as_bytes(),
+        )
+        .await;
+    assert_xrpc_error(st, &b, 400, "InvalidToken");
+    let (st, _) = s
+        .call(
+            "POST",
+            "com.atproto.server.deleteAccount",
+            &json,
+            req("correct horse", &code).as_bytes(),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert!(s.app.account().await.unwrap().is_none());
+    let (st, b) = s
+        .call(
+            "GET",
+            &format!("com.atproto.sync.getRepoStatus?did={}", s.q_did()),
+            &[],
+            b"",
+        )
+        .await;
+    assert_xrpc_error(st, &b, 400, "RepoNotFound");
+    // The last firehose event says the account is gone.
+    let count: i64 = s
+        .app
+        .store
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM block", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "no repo blocks left");
+    let events = s
+        .app
+        .store
+        .read(|c| perch::store::repo::events_after(c, 0, 1000))
+        .await
+        .unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, "account");
+}

@@ -114,6 +114,28 @@ async fn certificate_files_reload_on_sighup_and_metrics_report_them() {
     let logged = std::fs::read_to_string(d.join("perch.log")).unwrap();
     assert!(logged.contains("certificate reload failed"), "{logged}");
 
+    // The firehose upgrades to a WebSocket over TLS (relays connect with wss://).
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(std::sync::Arc::clone(&roots))
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("pds.test").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (_ws, resp) =
+        tokio_tungstenite::client_async("wss://pds.test/xrpc/com.atproto.sync.subscribeRepos", tls)
+            .await
+            .expect("WebSocket upgrade over TLS");
+    assert_eq!(resp.status(), 101);
+
     // Metrics (loopback may read them).
     let m = https_get(addr, "pds.test", &roots, "/metrics")
         .await

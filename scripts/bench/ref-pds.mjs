@@ -68,6 +68,12 @@ Object.assign(process.env, {
 for (const name of ['PDS_BSKY_APP_VIEW_URL', 'PDS_BSKY_APP_VIEW_DID', 'PDS_EMAIL_SMTP_URL']) {
   delete process.env[name]
 }
+// Preferences (app.bsky.actor.*Preferences) are only routed when an app view is configured;
+// the migration test needs them, and never reaches the (unused) app view itself.
+if (process.env.REF_PDS_APPVIEW_DID) {
+  process.env.PDS_BSKY_APP_VIEW_URL = 'http://127.0.0.1:9'
+  process.env.PDS_BSKY_APP_VIEW_DID = process.env.REF_PDS_APPVIEW_DID
+}
 
 const env = readEnv()
 const pds = await PDS.create(envToCfg(env), envToSecrets(env))

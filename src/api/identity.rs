@@ -122,12 +122,15 @@ pub fn web_did(hostname: &str, port: u16, dev: bool) -> String {
     }
 }
 
+/// This server's PLC rotation key, made on first need: an account that moved in (rather than
+/// being created here) gets it when the move asks what to put in its DID document.
 fn rotation_did_key(app: &App) -> Result<Option<String>, XrpcError> {
     let kd = crate::keys::KeyDir::open(&app.config.data_dir).map_err(XrpcError::internal)?;
-    Ok(kd
-        .keypair(crate::keys::ROTATION_KEY)
-        .map_err(XrpcError::internal)?
-        .map(|k| k.did_key()))
+    Ok(Some(
+        kd.keypair_or_create(crate::keys::ROTATION_KEY)
+            .map_err(XrpcError::internal)?
+            .did_key(),
+    ))
 }
 
 /// What this PDS wants in the account's DID document (used by migration).

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod firehose;
 pub mod health;
 pub mod identity;
+pub mod migrate;
 pub mod proxy;
 pub mod repo;
 pub mod server;
@@ -46,6 +47,12 @@ fn lookup(nsid: &str) -> Option<(Kind, Handler)> {
         "com.atproto.server.revokeAppPassword" => (P, h!(server::revoke_app_password)),
         "com.atproto.server.getServiceAuth" => (Q, h!(server::get_service_auth)),
         "com.atproto.server.checkAccountStatus" => (Q, h!(server::check_account_status)),
+        "com.atproto.server.createAccount" => (P, h!(migrate::create_account)),
+        "com.atproto.server.activateAccount" => (P, h!(migrate::activate_account)),
+        "com.atproto.server.deactivateAccount" => (P, h!(migrate::deactivate_account)),
+        "com.atproto.repo.importRepo" => (P, h!(migrate::import_repo)),
+        "com.atproto.server.requestAccountDelete" => (P, h!(migrate::request_account_delete)),
+        "com.atproto.server.deleteAccount" => (P, h!(migrate::delete_account)),
         "com.atproto.server.getAccountInviteCodes" => (Q, h!(server::get_account_invite_codes)),
         "com.atproto.repo.createRecord" => (P, h!(repo::create_record)),
         "com.atproto.repo.putRecord" => (P, h!(repo::put_record)),

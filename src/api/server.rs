@@ -32,7 +32,7 @@ pub async fn describe_server(app: Arc<App>, _req: XrpcRequest) -> HandlerResult 
     })))
 }
 
-async fn session_body(
+pub(super) async fn session_body(
     app: &App,
     acct: &Account,
     scope: Scope,
@@ -62,7 +62,7 @@ async fn session_body(
 }
 
 /// Mint a token pair and record the refresh token.
-async fn issue(
+pub(super) async fn issue(
     app: &App,
     did: &str,
     scope: Scope,
@@ -403,9 +403,12 @@ pub async fn check_account_status(app: Arc<App>, req: XrpcRequest) -> HandlerRes
             ))
         })
         .await?;
+    let valid_did = super::migrate::did_points_here(&app, &acct.did)
+        .await
+        .is_ok();
     let mut v = json!({
         "activated": acct.is_active(),
-        "validDid": true,
+        "validDid": valid_did,
         "repoBlocks": blocks,
         "indexedRecords": records,
         "privateStateValues": prefs,

@@ -4,8 +4,6 @@
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::CliError;
 use crate::config::{Config, TlsMode};
 
@@ -447,7 +445,7 @@ async fn identity(c: &Config, r: &mut Report, did: &str, handle: &str) {
             ),
         );
     }
-    let key = doc_signing_key(&doc);
+    let key = crate::identity::resolve::signing_key(&doc);
     let our_key = crate::keys::KeyDir::open(&c.data_dir)
         .ok()
         .and_then(|k| k.keypair(crate::keys::REPO_KEY).ok().flatten())
@@ -488,21 +486,6 @@ async fn identity(c: &Config, r: &mut Report, did: &str, handle: &str) {
             ),
         ),
     }
-}
-
-/// The `#atproto` verification key of a DID document, as a did:key.
-fn doc_signing_key(doc: &Value) -> Option<String> {
-    doc.get("verificationMethod")?
-        .as_array()?
-        .iter()
-        .find(|m| {
-            m.get("id")
-                .and_then(Value::as_str)
-                .is_some_and(|id| id.ends_with("#atproto"))
-        })
-        .and_then(|m| m.get("publicKeyMultibase"))
-        .and_then(Value::as_str)
-        .map(|mb| format!("did:key:{mb}"))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod commands;
 pub mod config_cmd;
 pub mod doctor;
 pub mod init;
+pub mod migrate_cmd;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -63,12 +64,60 @@ pub enum Command {
     Status,
     /// Ask the configured relays to crawl this server now
     RequestCrawl,
+    /// Move an account between PDSes
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Check DNS, listeners, certificate, clock, database, disk and identity; each line
     /// OK/WARN/FAIL with the fix
     Doctor,
     /// Firehose sequence numbers
     #[command(subcommand)]
     Seq(SeqCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MigrateCommand {
+    /// Move your account from another PDS to this one (run it again to continue after an
+    /// interruption)
+    In {
+        /// Your handle or DID
+        #[arg(long)]
+        from: String,
+        /// Your password on the old PDS (or PERCH_OLD_PASSWORD, or asked for)
+        #[arg(long)]
+        password: Option<String>,
+        /// The old PDS's URL, if not the one in your DID document
+        #[arg(long = "old-pds", value_name = "URL")]
+        old_pds: Option<String>,
+        /// This server's URL (default: its public URL)
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// The confirmation code the old PDS emailed you (second run)
+        #[arg(long = "plc-token", value_name = "CODE")]
+        plc_token: Option<String>,
+    },
+    /// Move this server's account to another PDS (run it again to continue after an
+    /// interruption)
+    Out {
+        /// The PDS to move to, e.g. https://pds.example.net
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Your password here (or PERCH_PASSWORD, or asked for); the new account gets it too
+        #[arg(long)]
+        password: Option<String>,
+        /// Handle on the new PDS (default: your current handle)
+        #[arg(long)]
+        handle: Option<String>,
+        /// Email for the new account (default: the one here, if any)
+        #[arg(long)]
+        email: Option<String>,
+        /// Invite code, if the new PDS requires one
+        #[arg(long = "invite-code")]
+        invite_code: Option<String>,
+        /// This server's URL (default: its public URL)
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,6 +160,9 @@ pub enum AccountCommand {
     /// Print a one-time token (valid 1 h) for com.atproto.identity.signPlcOperation
     /// (what other servers send by email; needed to move the account away)
     PlcToken,
+    /// Print a one-time invite code (valid 7 days) that lets a migration tool create your
+    /// account here with createAccount (`perch migrate in` makes its own)
+    Invite,
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,6 +249,31 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
         Command::Init(_) => unreachable!("dispatched before the config is loaded"),
         Command::Serve => commands::serve(config),
         Command::Doctor => doctor::run(&config),
+        Command::Migrate(MigrateCommand::In {
+            from,
+            password,
+            old_pds,
+            to,
+            plc_token,
+        }) => migrate_cmd::run_in(&config, from, password, old_pds, to, plc_token),
+        Command::Migrate(MigrateCommand::Out {
+            to,
+            password,
+            handle,
+            email,
+            invite_code,
+            from,
+        }) => migrate_cmd::run_out(
+            &config,
+            migrate_cmd::OutArgs {
+                to,
+                password,
+                handle,
+                email,
+                invite_code,
+                from,
+            },
+        ),
         Command::Account(AccountCommand::Create {
             handle,
             password,
@@ -211,6 +288,7 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
             commands::account_create(config, handle, password, email, did_method)
         }
         Command::Account(AccountCommand::PlcToken) => commands::plc_token(config),
+        Command::Account(AccountCommand::Invite) => migrate_cmd::invite(&config),
         Command::Account(AccountCommand::SetPassword { password }) => {
             commands::account_set_password(config, password)
         }

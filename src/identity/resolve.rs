@@ -55,6 +55,35 @@ pub async fn did_document(net: &Net, plc_url: &str, did: &str) -> Result<Value, 
     Ok(doc)
 }
 
+/// The `#atproto` verification key of a DID document, as a did:key. Besides `Multikey`, the
+/// legacy `EcdsaSecp256k1VerificationKey2019` / `EcdsaSecp256r1VerificationKey2019` forms
+/// (a bare multibase point, no multicodec prefix) are read, as older PLC directories and
+/// did:web documents still publish them.
+pub fn signing_key(doc: &Value) -> Option<String> {
+    use crate::crypto::{KeyType, PublicKey};
+    let method = doc
+        .get("verificationMethod")?
+        .as_array()?
+        .iter()
+        .find(|m| {
+            m.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id.ends_with("#atproto"))
+        })?;
+    let mb = method.get("publicKeyMultibase")?.as_str()?;
+    let legacy = match method.get("type").and_then(Value::as_str) {
+        Some("EcdsaSecp256k1VerificationKey2019") => Some(KeyType::K256),
+        Some("EcdsaSecp256r1VerificationKey2019") => Some(KeyType::P256),
+        _ => None,
+    };
+    match legacy {
+        Some(kt) => PublicKey::from_legacy_multibase(kt, mb)
+            .ok()
+            .map(|k| k.to_did_key()),
+        None => Some(format!("did:key:{mb}")),
+    }
+}
+
 /// The endpoint of service `#id` in a DID document.
 pub fn service_endpoint(doc: &Value, id: &str) -> Option<String> {
     let did = doc.get("id").and_then(Value::as_str).unwrap_or("");

@@ -240,3 +240,57 @@ pub fn take_plc_token(
     conn.execute("DELETE FROM plc_token WHERE token = ?1", [token])?;
     Ok(exp.map(|e| e < now))
 }
+
+/// Stores a one-time code for `purpose` (expired codes of any purpose are dropped).
+pub fn insert_action_token(
+    conn: &Connection,
+    purpose: &str,
+    token: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM action_token WHERE expires_at < ?1", [now])?;
+    conn.execute(
+        "INSERT INTO action_token (purpose, token, expires_at) VALUES (?1, ?2, ?3)",
+        params![purpose, token, expires_at],
+    )?;
+    Ok(())
+}
+
+/// Uses up a code: true if it existed for `purpose` and had not expired.
+pub fn take_action_token(
+    conn: &Connection,
+    purpose: &str,
+    token: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let exp: Option<i64> = conn
+        .query_row(
+            "SELECT expires_at FROM action_token WHERE purpose = ?1 AND token = ?2",
+            [purpose, token],
+            |r| r.get(0),
+        )
+        .optional()?;
+    conn.execute(
+        "DELETE FROM action_token WHERE purpose = ?1 AND token = ?2",
+        [purpose, token],
+    )?;
+    Ok(exp.is_some_and(|e| e >= now))
+}
+
+/// Removes the account and everything it owns (repo, records, blob rows, sessions, app
+/// passwords, preferences, codes). Firehose events stay: relays must still see the
+/// `#account` deletion. Returns the blob CIDs whose files the caller deletes afterwards.
+pub fn delete_everything(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let cids: Vec<String> = {
+        let mut st = conn.prepare("SELECT cid FROM blob")?;
+        st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
+    };
+    conn.execute_batch(
+        "DELETE FROM record_blob; DELETE FROM blob; DELETE FROM record; DELETE FROM block;
+         DELETE FROM repo_root; DELETE FROM refresh_token; DELETE FROM app_password;
+         DELETE FROM preference; DELETE FROM plc_token; DELETE FROM action_token;
+         DELETE FROM account;",
+    )?;
+    Ok(cids)
+}

@@ -30,6 +30,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("background task failed")]
     Join,
+    /// The request does not fit the account's state (not a storage failure).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// How many read connections to keep open at most.

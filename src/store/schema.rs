@@ -91,6 +91,16 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     );
     "#,
+    // 3: other one-time codes, by purpose: `invite` (lets a migration tool create the
+    // account here, `perch account invite`) and `delete_account`.
+    r#"
+    CREATE TABLE action_token (
+        purpose TEXT NOT NULL,
+        token TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (purpose, token)
+    );
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

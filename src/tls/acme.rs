@@ -22,8 +22,11 @@ use super::{CertInfo, LoadedCert, TlsState, load_pem, now_secs};
 use crate::config::Config;
 
 /// First retry after a failed attempt; doubles up to `MAX_BACKOFF`. Let's Encrypt allows
-/// five failed validations per hostname per hour, so attempts start two minutes apart.
+/// five failed validations per hostname per hour, so attempts start two minutes apart...
 const FIRST_BACKOFF: Duration = Duration::from_secs(120);
+/// ...except the very first retry on a box with no certificate at all: the usual cause is a
+/// DNS record or port forward set up a moment ago, and HTTPS is down until it works.
+const NO_CERT_FIRST_RETRY: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
 /// After a `rateLimited` answer, wait at least this long.
 const RATE_LIMITED_BACKOFF: Duration = Duration::from_secs(3600);
@@ -226,6 +229,9 @@ pub async fn run(config: Config, state: Arc<TlsState>) {
             Err(f) => {
                 failures += 1;
                 let mut wait = backoff(failures, f.rate_limited);
+                if current.is_none() && failures == 1 && !f.rate_limited {
+                    wait = NO_CERT_FIRST_RETRY;
+                }
                 // A short-lived certificate must not expire while we back off.
                 if let Some(info) = &current {
                     let left = u64::try_from(info.not_after - now_secs()).unwrap_or(0);

@@ -80,3 +80,14 @@ pub fn account_body(did: &str, active: bool, status: Option<&str>, time: &str) -
     }
     cbor::encode(&m)
 }
+
+/// Body of a `#sync` event: the current commit, announced without a diff (after an import or
+/// an activation, when relays must reset their view of the repo).
+pub fn sync_body(did: &str, blocks: Vec<u8>, rev: &str, time: &str) -> Vec<u8> {
+    cbor::encode(&ipld_map! {
+        "did" => Ipld::String(did.into()),
+        "blocks" => Ipld::Bytes(blocks),
+        "rev" => Ipld::String(rev.into()),
+        "time" => Ipld::String(time.into()),
+    })
+}

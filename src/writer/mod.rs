@@ -170,6 +170,12 @@ fn run(
             }
         }
         let orphaned = run_group(&mut conn, &mut state, &mut clock, jobs);
+        // An imported repo may carry a rev from a clock ahead of ours.
+        if let Some(s) = &state
+            && let Ok(t) = Tid::parse(&s.root.rev)
+        {
+            clock.observe(t);
+        }
         if let Ok(Some(seq)) = crate::store::repo::last_seq(&conn) {
             seq_tx.send_if_modified(|v| {
                 let changed = *v != seq;
@@ -326,6 +332,8 @@ impl Writer {
         .await
     }
 }
+
+mod migrate;
 
 #[cfg(test)]
 mod tests;

@@ -100,6 +100,9 @@ impl std::fmt::Display for XrpcError {
 
 impl From<crate::store::StoreError> for XrpcError {
     fn from(e: crate::store::StoreError) -> Self {
+        if let crate::store::StoreError::Conflict(m) = e {
+            return XrpcError::invalid_request(m);
+        }
         XrpcError::internal(e)
     }
 }

@@ -1,0 +1,364 @@
+//! Moving an account to this server with the standard flow (any migration tool works):
+//! `createAccount` with the existing DID and a service-auth token from the old server,
+//! `importRepo`, blobs by `uploadBlob` (`listMissingBlobs` says which), `activateAccount`
+//! once the DID document points here; and `deactivateAccount` for leaving.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use rand_core::OsRng;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::auth::{now, require_user};
+use crate::app::App;
+use crate::auth::Scope;
+use crate::crypto::PublicKey;
+use crate::crypto::jwt::Jwt;
+use crate::repo::car::CarLimits;
+use crate::store::account::{self, Account};
+use crate::xrpc::{JSON_LIMIT, XrpcError, XrpcRequest, XrpcResponse};
+
+type HandlerResult = Result<XrpcResponse, XrpcError>;
+
+/// Largest repo CAR `importRepo` accepts. A repo with 100,000 posts is about 60 MB.
+pub const IMPORT_LIMIT: usize = 512 * 1024 * 1024;
+
+const CREATE_ACCOUNT_LXM: &str = "com.atproto.server.createAccount";
+
+fn unauthorized(error: &'static str, m: impl Into<String>) -> XrpcError {
+    XrpcError::new(StatusCode::UNAUTHORIZED, error, m)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateAccountInput {
+    did: Option<String>,
+    handle: String,
+    email: Option<String>,
+    password: Option<String>,
+    invite_code: Option<String>,
+}
+
+/// How long a code from `perch account invite` stays valid.
+pub const INVITE_SECS: i64 = 7 * 24 * 3600;
+/// How long a `requestAccountDelete` code stays valid.
+const DELETE_TOKEN_SECS: i64 = 15 * 60;
+
+/// A one-time code for `purpose`, stored and returned (`XXXXX-XXXXX`).
+pub async fn new_action_token(
+    app: &App,
+    purpose: &'static str,
+    ttl: i64,
+) -> Result<String, XrpcError> {
+    use rand_core::RngCore;
+    let mut b = [0u8; 5];
+    OsRng.fill_bytes(&mut b);
+    let raw: String = b.iter().map(|x| format!("{x:02X}")).collect();
+    let token = format!("{}-{}", &raw[..5], &raw[5..]);
+    let t = token.clone();
+    let now = now();
+    app.writer
+        .exec(move |c, _| account::insert_action_token(c, purpose, &t, now + ttl, now))
+        .await?;
+    Ok(token)
+}
+
+/// Checks a service-auth token minted by the account's current PDS: issuer = `did`, audience
+/// = this server, method = createAccount, not expired, signed by the DID document's key.
+async fn verify_migration_token(app: &App, req: &XrpcRequest, did: &str) -> Result<(), XrpcError> {
+    let token = super::auth::bearer(req).map_err(|_| {
+        unauthorized(
+            "AuthMissing",
+            "a service-auth token from the old PDS is required",
+        )
+    })?;
+    let jwt = Jwt::decode(token).map_err(|_| unauthorized("BadJwt", "malformed token"))?;
+    let claim = |k: &str| jwt.claims.get(k).and_then(Value::as_str);
+    if claim("iss") != Some(did) {
+        return Err(unauthorized(
+            "BadJwtIss",
+            "token issuer is not the account's DID",
+        ));
+    }
+    let aud_ok =
+        claim("aud").is_some_and(|a| a.split('#').next() == Some(app.service_did.as_str()));
+    if !aud_ok {
+        return Err(unauthorized(
+            "BadJwtAudience",
+            "token audience is not this server",
+        ));
+    }
+    if claim("lxm") != Some(CREATE_ACCOUNT_LXM) {
+        return Err(unauthorized(
+            "BadJwtLexiconMethod",
+            "token is not for createAccount",
+        ));
+    }
+    crate::crypto::jwt::check_times(&jwt.claims, now(), 5)
+        .map_err(|_| unauthorized("JwtExpired", "token expired"))?;
+    let doc = app
+        .did_document_fresh(did)
+        .await
+        .map_err(|e| XrpcError::lexicon("UnresolvableDid", e.to_string()))?;
+    let key_str = crate::identity::resolve::signing_key(&doc).ok_or_else(|| {
+        XrpcError::lexicon("IncompatibleDidDoc", "DID document has no #atproto key")
+    })?;
+    let key = PublicKey::from_did_key(&key_str).map_err(|e| {
+        XrpcError::lexicon(
+            "IncompatibleDidDoc",
+            format!("DID document's #atproto key {key_str} is unusable: {e}"),
+        )
+    })?;
+    jwt.verify_es(&key).map_err(|_| {
+        unauthorized(
+            "BadJwtSignature",
+            "token signature does not match the DID's key",
+        )
+    })
+}
+
+/// `com.atproto.server.createAccount` with an existing DID: the account arrives deactivated
+/// and without a repo; `importRepo` and `activateAccount` complete the move. This server
+/// holds one account, so it is refused once one exists; and since a fresh box sits on the
+/// internet before its owner moves in, it takes a one-time invite code from
+/// `perch account invite` (which `perch migrate in` mints for itself).
+pub async fn create_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    let input: CreateAccountInput = req.json(JSON_LIMIT).await?;
+    let Some(did) = input.did else {
+        return Err(XrpcError::invalid_request(
+            "this server's account is created on the server itself (perch init); \
+             createAccount here only accepts an existing DID moving in",
+        ));
+    };
+    crate::syntax::validate_did(&did).map_err(|e| XrpcError::invalid_request(e.to_string()))?;
+    crate::syntax::validate_handle(&input.handle)
+        .map_err(|e| XrpcError::lexicon("InvalidHandle", e.to_string()))?;
+    let handle = crate::syntax::normalize_handle(&input.handle);
+    let password = input
+        .password
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| XrpcError::lexicon("InvalidPassword", "a password is required"))?;
+    if let Some(a) = app.account().await? {
+        return Err(XrpcError::invalid_request(format!(
+            "this server already holds an account ({}); it serves one account only",
+            a.did
+        )));
+    }
+    let invite = input.invite_code.filter(|c| !c.is_empty()).ok_or_else(|| {
+        XrpcError::lexicon(
+            "InvalidInviteCode",
+            "an invite code is required: run `perch account invite` on the server",
+        )
+    })?;
+    verify_migration_token(&app, &req, &did).await?;
+    let hash =
+        tokio::task::spawn_blocking(move || crate::auth::hash_password(&password, &mut OsRng))
+            .await
+            .map_err(XrpcError::internal)?
+            .map_err(|e| XrpcError::lexicon("InvalidPassword", e.to_string()))?;
+    let acct = Account {
+        did: did.clone(),
+        handle,
+        email: input.email,
+        email_confirmed_at: None,
+        password_hash: hash,
+        status: "deactivated".into(),
+        created_at: crate::syntax::format_datetime_millis(now() * 1000),
+    };
+    let row = acct.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let t = now();
+    app.writer
+        .exec(move |c, _| {
+            if account::get_account(c)?.is_some() {
+                return Err(crate::store::StoreError::Conflict(
+                    "this server already holds an account".into(),
+                ));
+            }
+            if !account::take_action_token(c, "invite", &invite, t)? {
+                let _ = tx.send(false);
+                return Ok(());
+            }
+            account::create_account(c, &row)?;
+            let _ = tx.send(true);
+            Ok(())
+        })
+        .await?;
+    if !rx.await.unwrap_or(false) {
+        return Err(XrpcError::lexicon(
+            "InvalidInviteCode",
+            "the invite code is unknown, used or expired",
+        ));
+    }
+    let tokens = super::server::issue(&app, &did, Scope::Access, None).await?;
+    let mut body = super::server::session_body(&app, &acct, Scope::Access, Some(tokens)).await;
+    if let Some(m) = body.as_object_mut() {
+        m.retain(|k, _| {
+            matches!(
+                k.as_str(),
+                "accessJwt" | "refreshJwt" | "handle" | "did" | "didDoc"
+            )
+        });
+    }
+    Ok(XrpcResponse::Json(body))
+}
+
+/// `com.atproto.repo.importRepo`: the whole repo as a CAR. Every block is hash-checked and
+/// the MST walked before anything is stored; the commit must be this account's. The commit's
+/// signature is the old server's and is replaced at activation, so it is not checked here.
+pub async fn import_repo(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    let session = require_user(&app, &req).await?;
+    session.require_full()?;
+    let ct = req.header("content-type").unwrap_or("");
+    if !ct.starts_with("application/vnd.ipld.car") {
+        return Err(XrpcError::invalid_request(
+            "importRepo takes Content-Type application/vnd.ipld.car",
+        ));
+    }
+    let bytes = req.bytes(IMPORT_LIMIT).await?;
+    let limits = CarLimits {
+        max_total_bytes: IMPORT_LIMIT as u64,
+        max_blocks: 10_000_000,
+        ..CarLimits::default()
+    };
+    let loaded = tokio::task::spawn_blocking(move || {
+        crate::repo::export::load_repo_car(bytes.as_ref(), limits, None)
+    })
+    .await
+    .map_err(XrpcError::internal)?
+    .map_err(|e| XrpcError::invalid_request(format!("not a valid repository: {e}")))?;
+    if loaded.commit.did != session.did {
+        return Err(XrpcError::invalid_request(format!(
+            "the repository belongs to {}, not to {}",
+            loaded.commit.did, session.did
+        )));
+    }
+    let imported = app
+        .writer
+        .import_repo(session.did.clone(), Arc::clone(&app.repo_key), loaded)
+        .await?;
+    tracing::info!(
+        "imported repo of {}: {} records, {} blocks, {} blobs expected, rev {}",
+        session.did,
+        imported.records,
+        imported.blocks,
+        imported.expected_blobs,
+        imported.rev
+    );
+    Ok(XrpcResponse::Empty)
+}
+
+/// Whether the DID document names this server and its signing key (`validDid`).
+pub async fn did_points_here(app: &App, did: &str) -> Result<(), String> {
+    let doc = app
+        .did_document_fresh(did)
+        .await
+        .map_err(|e| e.to_string())?;
+    let endpoint = crate::identity::resolve::service_endpoint(&doc, "atproto_pds");
+    let ours = app.config.public_url();
+    if endpoint.as_deref().map(|e| e.trim_end_matches('/')) != Some(ours.as_str()) {
+        return Err(format!(
+            "the DID document names PDS {} and not this server ({ours})",
+            endpoint.unwrap_or_else(|| "none".into())
+        ));
+    }
+    if crate::identity::resolve::signing_key(&doc) != Some(app.repo_key.did_key()) {
+        return Err("the DID document's #atproto key is not this server's signing key".into());
+    }
+    Ok(())
+}
+
+/// `com.atproto.server.activateAccount`: only once the DID document points here; the repo
+/// gets a fresh commit under this server's key, announced with `#account`, `#identity` and
+/// `#sync`, and the relays are asked to crawl.
+pub async fn activate_account(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    let session = require_user(&app, &req).await?;
+    session.require_full()?;
+    let acct = app
+        .account()
+        .await?
+        .ok_or_else(|| XrpcError::invalid_token("no account"))?;
+    if acct.is_active() {
+        return Ok(XrpcResponse::Empty);
+    }
+    if acct.status == "takendown" {
+        return Err(XrpcError::invalid_request("the account is taken down"));
+    }
+    did_points_here(&app, &acct.did)
+        .await
+        .map_err(|e| XrpcError::invalid_request(format!("cannot activate yet: {e}")))?;
+    app.writer
+        .activate(acct.did.clone(), Arc::clone(&app.repo_key))
+        .await?;
+    let crawl_app = Arc::clone(&app);
+    tokio::spawn(async move { crate::crawl::request_all(&crawl_app).await });
+    Ok(XrpcResponse::Empty)
+}
+
+/// `com.atproto.server.deactivateAccount`: the repo stops being served to others (the owner
+/// can still read it, e.g. to move it elsewhere) and the firehose says so. `deleteAfter` is
+/// not acted on: deleting is `perch`'s owner's call.
+pub async fn deactivate_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    let session = require_user(&app, &req).await?;
+    session.require_full()?;
+    let _: Value = req.json(JSON_LIMIT).await.unwrap_or(Value::Null);
+    let acct = app
+        .account()
+        .await?
+        .ok_or_else(|| XrpcError::invalid_token("no account"))?;
+    if acct.status == "deactivated" {
+        return Ok(XrpcResponse::Empty);
+    }
+    app.writer.deactivate(session.did).await?;
+    Ok(XrpcResponse::Empty)
+}
+
+/// `com.atproto.server.requestAccountDelete`: a code for `deleteAccount`. There is no mail
+/// server; the code goes to the server's log (journalctl -u perch), which only the owner reads.
+pub async fn request_account_delete(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    let session = require_user(&app, &req).await?;
+    session.require_full()?;
+    let token = new_action_token(&app, "delete_account", DELETE_TOKEN_SECS).await?;
+    tracing::warn!(
+        "account deletion code for {} (valid 15 min): {token}",
+        session.did
+    );
+    Ok(XrpcResponse::Empty)
+}
+
+#[derive(Deserialize)]
+struct DeleteAccountInput {
+    did: String,
+    password: String,
+    token: String,
+}
+
+/// `com.atproto.server.deleteAccount`: with the password and the code, the account and all it
+/// owns are removed and the firehose says `#account {status: deleted}`.
+pub async fn delete_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+    let input: DeleteAccountInput = req.json(JSON_LIMIT).await?;
+    let acct = app
+        .account()
+        .await?
+        .filter(|a| a.did == input.did)
+        .ok_or_else(|| XrpcError::invalid_request("no such account"))?;
+    let (pw, hash) = (input.password, acct.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&pw, &hash))
+        .await
+        .map_err(XrpcError::internal)?;
+    if !ok {
+        return Err(XrpcError::auth_required("Invalid identifier or password"));
+    }
+    let cids = app
+        .writer
+        .delete_account(acct.did.clone(), input.token, now())
+        .await?
+        .ok_or_else(|| {
+            XrpcError::lexicon("InvalidToken", "the code is unknown, used or expired")
+        })?;
+    let blobs = app.blobs.clone();
+    let _ = tokio::task::spawn_blocking(move || blobs.delete_many_blocking(&cids)).await;
+    tracing::warn!("account {} deleted", acct.did);
+    Ok(XrpcResponse::Empty)
+}

@@ -1,0 +1,135 @@
+//! `perch migrate in` and `perch migrate out`.
+
+use super::CliError;
+use crate::config::Config;
+use crate::migrate::{InOptions, MigrateError, OutOptions, migrate_in, migrate_out};
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Message(e.to_string()))
+}
+
+/// Mints a one-time code on this box's database (the CLI runs beside the server).
+async fn mint(config: &Config, purpose: &'static str) -> Result<String, CliError> {
+    let app = crate::app::App::open(config.clone())
+        .await
+        .map_err(|e| CliError::Message(e.to_string()))?;
+    let code = match purpose {
+        "plc" => crate::api::identity::new_plc_token(&app).await,
+        _ => {
+            crate::api::migrate::new_action_token(&app, "invite", crate::api::migrate::INVITE_SECS)
+                .await
+        }
+    };
+    code.map_err(|e| CliError::Message(e.message))
+}
+
+/// `perch account invite`.
+pub fn invite(config: &Config) -> Result<(), CliError> {
+    let code = runtime()?.block_on(mint(config, "invite"))?;
+    println!("{code}");
+    Ok(())
+}
+
+fn password_or_ask(password: Option<String>, env: &str, prompt: &str) -> Result<String, CliError> {
+    if let Some(p) = password.or_else(|| std::env::var(env).ok()) {
+        return Ok(p);
+    }
+    eprint!("{prompt}: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Message(e.to_string()))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn finish(result: Result<String, MigrateError>) -> Result<(), CliError> {
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(())
+        }
+        Err(MigrateError::Waiting(m)) => {
+            println!("{m}");
+            Err(CliError::Message("not finished yet (see above)".into()))
+        }
+        Err(e) => Err(CliError::Message(format!(
+            "{e}\nNothing is lost: run the same command again to continue where it stopped."
+        ))),
+    }
+}
+
+/// Moves this server's account to the PDS at `to`.
+pub struct OutArgs {
+    pub to: String,
+    pub password: Option<String>,
+    pub handle: Option<String>,
+    pub email: Option<String>,
+    pub invite_code: Option<String>,
+    pub from: Option<String>,
+}
+
+pub fn run_out(config: &Config, args: OutArgs) -> Result<(), CliError> {
+    let password = password_or_ask(
+        args.password,
+        "PERCH_PASSWORD",
+        "your password on this server",
+    )?;
+    runtime()?.block_on(async {
+        // This box signs the PLC operation for itself: mint the one-time code directly.
+        let plc_token = mint(config, "plc").await?;
+        let login = {
+            let store = crate::store::Store::open(&config.data_dir.join("perch.sqlite"))
+                .map_err(|e| CliError::Message(e.to_string()))?;
+            store
+                .read(crate::store::account::get_account)
+                .await
+                .map_err(|e| CliError::Message(e.to_string()))?
+                .ok_or_else(|| CliError::Message("there is no account on this server".into()))?
+                .did
+        };
+        finish(
+            migrate_out(OutOptions {
+                from: args.from.unwrap_or_else(|| config.public_url()),
+                to: args.to,
+                login,
+                password,
+                handle: args.handle,
+                email: args.email,
+                invite_code: args.invite_code,
+                plc_token,
+                plc_url: config.plc_url.clone(),
+            })
+            .await,
+        )
+    })
+}
+
+pub fn run_in(
+    config: &Config,
+    from: String,
+    password: Option<String>,
+    old_pds: Option<String>,
+    to: Option<String>,
+    plc_token: Option<String>,
+) -> Result<(), CliError> {
+    let password = password_or_ask(
+        password,
+        "PERCH_OLD_PASSWORD",
+        &format!("password for {from} on the old PDS"),
+    )?;
+    let rt = runtime()?;
+    let invite_code = Some(rt.block_on(mint(config, "invite"))?);
+    let opts = InOptions {
+        invite_code,
+        from,
+        password,
+        old_pds,
+        to: to.unwrap_or_else(|| config.public_url()),
+        plc_token,
+        plc_url: config.plc_url.clone(),
+    };
+    finish(rt.block_on(migrate_in(opts)))
+}

@@ -1,0 +1,253 @@
+//! The writer's part in moving an account: replacing the repo with an imported one,
+//! activation (a fresh commit under our key, announced with `#account`, `#identity` and
+//! `#sync`), and deactivation. Each runs as one job, so a crash leaves all or nothing.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+use super::apply::blob_refs;
+use super::{RepoState, Writer, event};
+use crate::cbor;
+use crate::crypto::Keypair;
+use crate::repo::MemoryBlocks;
+use crate::repo::car::write_car;
+use crate::repo::commit::Commit;
+use crate::repo::export::LoadedRepo;
+use crate::repo::mst::{Mst, Visit};
+use crate::store::{StoreError, account, blobs, repo, repo::RepoRoot};
+use crate::tid::{Tid, TidClock};
+
+fn now_time() -> (u64, String) {
+    let us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    (
+        us,
+        crate::syntax::format_datetime_millis((us / 1000) as i64),
+    )
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// What an import stored.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    pub records: usize,
+    pub blocks: usize,
+    pub expected_blobs: usize,
+    pub rev: String,
+}
+
+fn import(conn: &Connection, loaded: &LoadedRepo) -> Result<(RepoRoot, Imported), StoreError> {
+    let rev = loaded.commit.rev.to_string();
+    // The imported repo replaces whatever an earlier (partial) import left.
+    conn.execute_batch("DELETE FROM block; DELETE FROM record; DELETE FROM record_blob;")?;
+    for (c, b) in loaded.blocks.iter() {
+        repo::put_block(conn, c, &rev, b)?;
+    }
+    let mut records = 0;
+    let mut expected = BTreeSet::new();
+    let mut failure = None;
+    Mst::load(loaded.commit.data)
+        .walk(&loaded.blocks, &mut |v| {
+            if let Visit::Leaf(key, cid) = v {
+                let mut step = || -> Result<(), StoreError> {
+                    let path = std::str::from_utf8(key).map_err(corrupt)?;
+                    let (collection, rkey) = path
+                        .split_once('/')
+                        .ok_or_else(|| corrupt(format!("record key {path:?} has no '/'")))?;
+                    repo::put_record(conn, collection, rkey, cid, &rev)?;
+                    let bytes = loaded
+                        .blocks
+                        .get(cid)
+                        .ok_or_else(|| corrupt("missing record"))?;
+                    let value = cbor::decode(bytes).map_err(corrupt)?;
+                    let mut refs = BTreeSet::new();
+                    blob_refs(&value, &mut refs);
+                    for b in refs {
+                        blobs::add_record_blob(conn, &b.to_string(), path)?;
+                        expected.insert(b);
+                    }
+                    Ok(())
+                };
+                if let Err(e) = step() {
+                    failure = Some(e);
+                    return Err(crate::repo::RepoError::InvalidCommit(
+                        "import failed".into(),
+                    ));
+                }
+                records += 1;
+            }
+            Ok(())
+        })
+        .map_err(|e| failure.take().unwrap_or_else(|| corrupt(e)))?;
+    let root = RepoRoot {
+        commit_cid: loaded.commit_cid,
+        rev: rev.clone(),
+        data_cid: loaded.commit.data,
+    };
+    repo::set_root(conn, &root)?;
+    Ok((
+        root,
+        Imported {
+            records,
+            blocks: loaded.blocks.len(),
+            expected_blobs: expected.len(),
+            rev,
+        },
+    ))
+}
+
+/// A fresh commit over the current data, signed by `key`, with a rev above the current one.
+fn resign(
+    conn: &Connection,
+    did: &str,
+    root: &RepoRoot,
+    key: &Keypair,
+) -> Result<(RepoRoot, Vec<u8>), StoreError> {
+    let (now_us, _) = now_time();
+    let mut clock = TidClock::new((std::process::id() & 0x3ff) as u16);
+    if let Ok(t) = Tid::parse(&root.rev) {
+        clock.observe(t);
+    }
+    let rev = clock.next(now_us);
+    let commit = Commit::sign(did, root.data_cid, rev, key);
+    let (commit_cid, bytes) = commit.to_block();
+    let rev_s = rev.to_string();
+    repo::put_block(conn, &commit_cid, &rev_s, &bytes)?;
+    let mut slice = MemoryBlocks::new();
+    slice.insert(commit_cid, bytes);
+    let car = write_car(&[commit_cid], slice.iter().map(|(c, b)| (c, b.as_slice())));
+    let new_root = RepoRoot {
+        commit_cid,
+        rev: rev_s,
+        data_cid: root.data_cid,
+    };
+    repo::set_root(conn, &new_root)?;
+    Ok((new_root, car))
+}
+
+impl Writer {
+    /// Replaces the repo with `loaded` (already verified), for an account that is not active.
+    pub async fn import_repo(
+        &self,
+        did: String,
+        key: Arc<Keypair>,
+        loaded: LoadedRepo,
+    ) -> Result<Imported, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.exec(move |conn, state| {
+            let acct = account::get_account(conn)?
+                .filter(|a| a.did == did)
+                .ok_or_else(|| corrupt("no such account"))?;
+            if acct.is_active() {
+                return Err(StoreError::Conflict(
+                    "the account is active; importRepo is for an account being moved here \
+                     (deactivated until activateAccount)"
+                        .into(),
+                ));
+            }
+            let (root, imported) = import(conn, &loaded)?;
+            *state = Some(RepoState { did, key, root });
+            let _ = tx.send(imported);
+            Ok(())
+        })
+        .await?;
+        rx.await.map_err(|_| StoreError::Join)
+    }
+
+    /// Activates the account: a fresh commit signed by `key`, status active, and the
+    /// `#account`, `#identity` and `#sync` events, in one transaction.
+    pub async fn activate(&self, did: String, key: Arc<Keypair>) -> Result<(), StoreError> {
+        self.exec(move |conn, state| {
+            let acct = account::get_account(conn)?
+                .filter(|a| a.did == did)
+                .ok_or_else(|| corrupt("no such account"))?;
+            let root = repo::get_root(conn)?.ok_or_else(|| {
+                StoreError::Conflict("no repo yet: import it (importRepo) before activating".into())
+            })?;
+            // Only the commit block must be ours; the data it points to must all be here.
+            repo::get_block(conn, &root.data_cid)?
+                .ok_or_else(|| StoreError::Conflict("the repo's MST root is missing".into()))?;
+            let (new_root, car) = resign(conn, &did, &root, &key)?;
+            account::set_status(conn, "active")?;
+            let (_, time) = now_time();
+            repo::append_event(
+                conn,
+                "account",
+                &time,
+                &event::account_body(&did, true, None, &time),
+            )?;
+            repo::append_event(
+                conn,
+                "identity",
+                &time,
+                &event::identity_body(&did, Some(&acct.handle), &time),
+            )?;
+            repo::append_event(
+                conn,
+                "sync",
+                &time,
+                &event::sync_body(&did, car, &new_root.rev, &time),
+            )?;
+            *state = Some(RepoState {
+                did,
+                key,
+                root: new_root,
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// With a valid `delete_account` code: removes the account and all it owns and emits
+    /// `#account {active: false, status: deleted}`. Returns the blob CIDs whose files go, or
+    /// None when the code is not valid.
+    pub async fn delete_account(
+        &self,
+        did: String,
+        token: String,
+        now: i64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.exec(move |conn, state| {
+            if !account::take_action_token(conn, "delete_account", &token, now)? {
+                let _ = tx.send(None);
+                return Ok(());
+            }
+            let cids = account::delete_everything(conn)?;
+            let (_, time) = now_time();
+            repo::append_event(
+                conn,
+                "account",
+                &time,
+                &event::account_body(&did, false, Some("deleted"), &time),
+            )?;
+            *state = None;
+            let _ = tx.send(Some(cids));
+            Ok(())
+        })
+        .await?;
+        rx.await.map_err(|_| StoreError::Join)
+    }
+
+    /// Deactivates the account and says so on the firehose.
+    pub async fn deactivate(&self, did: String) -> Result<(), StoreError> {
+        self.exec(move |conn, _| {
+            account::set_status(conn, "deactivated")?;
+            let (_, time) = now_time();
+            repo::append_event(
+                conn,
+                "account",
+                &time,
+                &event::account_body(&did, false, Some("deactivated"), &time),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
