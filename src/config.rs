@@ -130,6 +130,8 @@ pub struct Config {
     pub blob_limit: u64,
     /// How far back a firehose cursor may reach; older events are trimmed.
     pub backfill_hours: u64,
+    /// Where `perch backup` (without DIR) puts backups.
+    pub backup_dir: Option<PathBuf>,
     /// `tracing` filter directive, e.g. `info` or `perch=debug,info`.
     pub log: String,
     /// Secret.
@@ -220,6 +222,7 @@ const KEYS: &[KeyInfo] = &[
     },
     key("blob_limit", "\"100MiB\""),
     key("backfill_hours", "72"),
+    key("backup_dir", "\"/mnt/usb/perch-backups\""),
     key("log", "\"info\""),
     key("admin_password", "\"a long random string\""),
     KeyInfo {
@@ -561,6 +564,7 @@ impl Layers {
             backfill_hours: self
                 .count("backfill_hours")?
                 .unwrap_or(DEFAULT_BACKFILL_HOURS),
+            backup_dir: self.opt_path("backup_dir")?,
             log: self
                 .string("log")?
                 .unwrap_or_else(|| DEFAULT_LOG.to_owned()),
@@ -931,6 +935,17 @@ impl Config {
                 "must be between 1 and 8760; e.g. backfill_hours = 72",
             ));
         }
+        if let Some(dir) = &self.backup_dir
+            && dir.starts_with(&self.data_dir)
+        {
+            return Err(ConfigError::new(
+                "backup_dir",
+                format!(
+                    "{} is inside data_dir; choose a directory elsewhere (ideally another disk)",
+                    dir.display()
+                ),
+            ));
+        }
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             return Err(ConfigError::new(
                 "max_connections",
@@ -1041,6 +1056,10 @@ impl Config {
             format_size(self.blob_limit)
         ));
         line(format!("backfill_hours = {}", self.backfill_hours));
+        match &self.backup_dir {
+            Some(p) => line(format!("backup_dir = {}", path(p))),
+            None => line("# backup_dir is not set".to_owned()),
+        }
         line(format!("log = {}", toml_string(&self.log)));
         match &self.admin_password {
             Some(_) => line(format!("admin_password = {}", toml_string(REDACTED))),
@@ -1092,6 +1111,7 @@ impl fmt::Debug for Config {
             .field("relays", &self.relays)
             .field("blob_limit", &self.blob_limit)
             .field("backfill_hours", &self.backfill_hours)
+            .field("backup_dir", &self.backup_dir)
             .field("log", &self.log)
             .field(
                 "admin_password",
@@ -1364,6 +1384,17 @@ mod tests {
             let e = load_toml(&format!("{base}{bad}")).unwrap_err();
             assert_eq!(e.key, "backfill_hours", "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn backup_dir_key() {
+        let base = "hostname = \"pds.example.com\"\ndata_dir = \"/var/lib/perch\"\n";
+        assert_eq!(load_toml(base).unwrap().backup_dir, None);
+        let c = load_toml(&format!("{base}backup_dir = \"/mnt/usb/b\"\n")).unwrap();
+        assert_eq!(c.backup_dir, Some(PathBuf::from("/mnt/usb/b")));
+        assert_eq!(load_toml(&c.redacted_toml()).unwrap(), c);
+        let e = load_toml(&format!("{base}backup_dir = \"/var/lib/perch/backups\"")).unwrap_err();
+        assert_eq!(e.key, "backup_dir", "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The command line: argument definitions (the only module that names `clap`), logging setup
 //! and dispatch to the commands.
 
+pub mod backup_cmd;
 pub mod commands;
 pub mod config_cmd;
 pub mod doctor;
@@ -70,6 +71,15 @@ pub enum Command {
     /// Firehose sequence numbers
     #[command(subcommand)]
     Seq(SeqCommand),
+    /// Take a consistent backup while the server keeps running: database snapshot, blobs,
+    /// keys and a manifest with checksums, in a new timestamped directory
+    Backup {
+        /// Where to put it [default: backup_dir from the config]
+        dir: Option<PathBuf>,
+        /// Afterwards, delete all but the newest N backups there
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -294,6 +304,7 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
         Command::Status => commands::status(config),
         Command::RequestCrawl => commands::request_crawl(config),
         Command::Seq(SeqCommand::Bump { to }) => commands::seq_bump(config, to),
+        Command::Backup { dir, keep } => backup_cmd::backup(&config, dir, keep),
         Command::Config(ConfigCommand::Check) => config_cmd::check(&config, global),
         Command::Config(ConfigCommand::Show) => {
             config_cmd::show(&config);
