@@ -7,11 +7,15 @@
 //! temporary directory and renamed into place only when everything is on
 //! disk, so a directory with a timestamp name is always complete.
 //!
-//! - `snapshot`: taking a backup while the server runs (`perch backup`).
+//! - `snapshot`: taking a backup while the server runs (`perch backup`);
+//! - `restore`: rebuilding a data dir from one, and the restore marker
+//!   that keeps `perch serve` from reusing firehose seqs.
 
 mod files;
 pub mod manifest;
+pub mod restore;
 pub mod snapshot;
+mod verify;
 
 use std::io;
 use std::path::{Path, PathBuf};

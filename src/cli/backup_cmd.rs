@@ -1,10 +1,11 @@
-//! `perch backup`: what it prints. It does not open the server's `App`:
-//! it works beside a running server.
+//! `perch backup` and `perch restore`: what they print. Neither opens the
+//! server's `App`: a backup works beside a running server, a restore on a
+//! stopped one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::CliError;
-use crate::backup::{human_bytes, snapshot};
+use crate::backup::{human_bytes, restore, snapshot};
 use crate::config::Config;
 
 fn msg(e: impl std::fmt::Display) -> CliError {
@@ -66,4 +67,63 @@ pub fn backup(config: &Config, dir: Option<PathBuf>, keep: Option<usize>) -> Res
         );
     }
     Ok(())
+}
+
+pub fn restore(
+    config: &Config,
+    backup_dir: &Path,
+    force: bool,
+    seq_floor: Option<i64>,
+) -> Result<(), CliError> {
+    let opts = restore::Options { force, seq_floor };
+    let r = restore::restore(backup_dir, &config.data_dir, &opts).map_err(msg)?;
+    let m = &r.manifest;
+    println!(
+        "restored {} (taken {}) into {}",
+        backup_dir.display(),
+        m.created_at,
+        config.data_dir.display()
+    );
+    println!(
+        "  {} in {} files checked against the manifest; repo verified: {} records{}",
+        human_bytes(m.total_bytes()),
+        m.files.len(),
+        r.records,
+        m.repo
+            .as_ref()
+            .map(|x| format!(", rev {}", x.rev))
+            .unwrap_or_default()
+    );
+    println!("  took {:.1} s", r.elapsed.as_secs_f64());
+    if let Some(aside) = &r.moved_aside {
+        println!(
+            "  the data dir's previous contents are in {}; delete them once the restored \
+             server works",
+            aside.display()
+        );
+    }
+    if !m.missing_blobs.is_empty() {
+        println!(
+            "  note: {} blob(s) were already missing when the backup was taken",
+            m.missing_blobs.len()
+        );
+    }
+    match (&r.marker, seq_floor) {
+        (Some(marker), _) => println!("\n{}", capitalize(&marker.instructions())),
+        (None, Some(n)) => println!("  firehose seqs continue at {n}; perch serve can start"),
+        (None, None) => {}
+    }
+    println!(
+        "\nThe config file (/etc/perch/perch.toml) is not part of a backup: on a new box, copy \
+         it over too and run perch config check."
+    );
+    Ok(())
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }

@@ -80,6 +80,18 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         keep: Option<usize>,
     },
+    /// Rebuild the data dir from a backup; every file is checked against the manifest first
+    Restore {
+        /// The backup: a timestamped directory made by `perch backup`
+        backup: PathBuf,
+        /// Restore into a non-empty data dir (what is there is moved into .replaced-<time>/)
+        #[arg(long)]
+        force: bool,
+        /// Continue firehose seqs at N, above any seq the old server used (otherwise
+        /// `perch seq bump` must be run before `perch serve` starts)
+        #[arg(long, value_name = "N")]
+        seq_floor: Option<i64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -305,6 +317,11 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
         Command::RequestCrawl => commands::request_crawl(config),
         Command::Seq(SeqCommand::Bump { to }) => commands::seq_bump(config, to),
         Command::Backup { dir, keep } => backup_cmd::backup(&config, dir, keep),
+        Command::Restore {
+            backup,
+            force,
+            seq_floor,
+        } => backup_cmd::restore(&config, &backup, force, seq_floor),
         Command::Config(ConfigCommand::Check) => config_cmd::check(&config, global),
         Command::Config(ConfigCommand::Show) => {
             config_cmd::show(&config);
