@@ -2,7 +2,7 @@
 //! dir: a backup taken by a separate `perch backup` process while the
 //! server keeps writing holds every write acknowledged before it started;
 //! a restore checks every file, verifies the repo and keeps the firehose
-//! seq from going backwards.
+//! seq from going backwards; an export is a tar any `tar` lists.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -717,6 +717,101 @@ fn restore_refuses_damaged_backups_and_seq_going_backwards() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains(s(&backup)), "{}", text(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_archive_lists_with_tar_and_its_car_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data).await;
+    let mut blobs = Vec::new();
+    for i in 0..12usize {
+        let b = if i.is_multiple_of(3) {
+            let b = server.upload(&blob_bytes(i, 5000 + i)).await;
+            blobs.push(b["ref"]["$link"].as_str().unwrap().to_owned());
+            Some(b)
+        } else {
+            None
+        };
+        server.create_post(&format!("x {i}"), b.as_ref()).await;
+    }
+    // An upload no record uses is not part of the export.
+    server.upload(b"unreferenced").await;
+    let prefs = json!([{"$type": "app.bsky.actor.defs#adultContentPref", "enabled": false}]);
+    server
+        .post(
+            "app.bsky.actor.putPreferences",
+            json!({ "preferences": prefs }),
+        )
+        .await;
+
+    let file = dir.path().join("out.tar");
+    let o = perch(&["export", s(&file), "--dev", "--data-dir", s(&data)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let listed = Command::new("tar").arg("-tf").arg(&file).output().unwrap();
+    assert!(listed.status.success(), "{}", text(&listed));
+    let names: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut expected = vec![
+        "export.json".to_owned(),
+        "repo.car".to_owned(),
+        "preferences.json".to_owned(),
+        "blobs/".to_owned(),
+    ];
+    let mut sorted = blobs.clone();
+    sorted.sort();
+    expected.extend(sorted.iter().map(|b| format!("blobs/{b}")));
+    assert_eq!(names, expected);
+
+    let out = dir.path().join("x");
+    std::fs::create_dir(&out).unwrap();
+    let x = Command::new("tar")
+        .arg("-xf")
+        .arg(&file)
+        .arg("-C")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(x.status.success(), "{}", text(&x));
+    let car = std::fs::read(out.join("repo.car")).unwrap();
+    let loaded = load_repo_car(
+        car.as_slice(),
+        CarLimits::default(),
+        Some(&server.app.repo_key.public_key()),
+    )
+    .expect("the exported CAR verifies");
+    assert_eq!(loaded.record_count, 12);
+    for b in &blobs {
+        let bytes = std::fs::read(out.join("blobs").join(b)).unwrap();
+        assert_eq!(perch::cid::for_raw(&bytes).to_string(), *b);
+    }
+    let p: Value =
+        serde_json::from_slice(&std::fs::read(out.join("preferences.json")).unwrap()).unwrap();
+    assert_eq!(p["preferences"], prefs);
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(out.join("export.json")).unwrap()).unwrap();
+    assert_eq!(info["did"], json!(server.did));
+    assert_eq!(info["records"], json!(12));
+
+    // "-" writes the same archive to stdout.
+    let o = perch(&["export", "-", "--dev", "--data-dir", s(&data)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut tar = Command::new("tar")
+        .args(["-tf", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    tar.stdin.take().unwrap().write_all(&o.stdout).unwrap();
+    let listed = tar.wait_with_output().unwrap();
+    let names2: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(names2, expected);
 }
 
 /// Backup and restore figures for a 10,000-record repo with 50 blobs:

@@ -9,8 +9,11 @@
 //!
 //! - `snapshot`: taking a backup while the server runs (`perch backup`);
 //! - `restore`: rebuilding a data dir from one, and the restore marker
-//!   that keeps `perch serve` from reusing firehose seqs.
+//!   that keeps `perch serve` from reusing firehose seqs;
+//! - `archive`: `perch export`, one tar with the repo CAR, blobs and
+//!   preferences.
 
+pub mod archive;
 mod files;
 pub mod manifest;
 pub mod restore;

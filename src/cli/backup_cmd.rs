@@ -1,11 +1,13 @@
-//! `perch backup` and `perch restore`: what they print. Neither opens the
-//! server's `App`: a backup works beside a running server, a restore on a
-//! stopped one.
+//! `perch backup`, `perch restore` and `perch export`: what they print.
+//! None of them opens the server's `App`: they work beside a running
+//! server (backup, export) or on a stopped one (restore).
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::CliError;
-use crate::backup::{human_bytes, restore, snapshot};
+use crate::backup::{self, human_bytes, restore, snapshot};
 use crate::config::Config;
 
 fn msg(e: impl std::fmt::Display) -> CliError {
@@ -125,5 +127,81 @@ fn capitalize(s: &str) -> String {
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
+    }
+}
+
+pub fn export(config: &Config, file: Option<PathBuf>) -> Result<(), CliError> {
+    let started = std::time::Instant::now();
+    if file.as_deref() == Some(Path::new("-")) {
+        let stdout = std::io::stdout().lock();
+        let (w, e) = backup::archive::export(&config.data_dir, std::io::BufWriter::new(stdout))
+            .map_err(msg)?;
+        drop(w);
+        report_export(&e, "stdout", started);
+        return Ok(());
+    }
+    let path = file.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "perch-export-{}.tar",
+            backup::backup_name(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64)
+            )
+        ))
+    });
+    // Written under a temporary name and renamed, so a file with the
+    // final name is always a whole archive.
+    let tmp = path.with_file_name(format!(
+        ".{}.partial",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let result = (|| -> Result<backup::archive::Exported, CliError> {
+        // 0600: preferences (muted words, for one) are private.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| msg(format!("{}: {e}", tmp.display())))?;
+        let (w, e) =
+            backup::archive::export(&config.data_dir, std::io::BufWriter::new(f)).map_err(msg)?;
+        let f = w
+            .into_inner()
+            .map_err(|e| msg(format!("{}: {}", tmp.display(), e.error())))?;
+        f.sync_all()
+            .map_err(|e| msg(format!("{}: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, &path).map_err(|e| msg(format!("{}: {e}", path.display())))?;
+        Ok(e)
+    })();
+    let e = result.inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    report_export(&e, &path.display().to_string(), started);
+    Ok(())
+}
+
+/// To stderr: stdout may be the archive itself.
+fn report_export(e: &backup::archive::Exported, to: &str, started: std::time::Instant) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "exported {} records and {} blobs ({}) to {to} in {:.1} s",
+        e.records,
+        e.blobs,
+        human_bytes(e.bytes),
+        started.elapsed().as_secs_f64()
+    );
+    if !e.missing_blobs.is_empty() {
+        let _ = writeln!(
+            err,
+            "perch: warning: {} referenced blob(s) have no file here and are not in the \
+             archive: {}",
+            e.missing_blobs.len(),
+            e.missing_blobs.join(", ")
+        );
     }
 }

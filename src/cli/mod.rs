@@ -92,6 +92,11 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         seq_floor: Option<i64>,
     },
+    /// Write one tar archive with the repo (CAR), every blob and the preferences
+    Export {
+        /// Output file, or - for stdout [default: perch-export-<time>.tar]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -322,6 +327,7 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
             force,
             seq_floor,
         } => backup_cmd::restore(&config, &backup, force, seq_floor),
+        Command::Export { file } => backup_cmd::export(&config, file),
         Command::Config(ConfigCommand::Check) => config_cmd::check(&config, global),
         Command::Config(ConfigCommand::Show) => {
             config_cmd::show(&config);
