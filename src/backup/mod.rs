@@ -7,7 +7,8 @@
 //! temporary directory and renamed into place only when everything is on
 //! disk, so a directory with a timestamp name is always complete.
 //!
-//! - `snapshot`: taking a backup while the server runs (`perch backup`);
+//! - `snapshot`: taking a backup while the server runs (`perch backup`,
+//!   and the scheduled task in `schedule`);
 //! - `restore`: rebuilding a data dir from one, and the restore marker
 //!   that keeps `perch serve` from reusing firehose seqs;
 //! - `archive`: `perch export`, one tar with the repo CAR, blobs and
@@ -17,6 +18,7 @@ pub mod archive;
 mod files;
 pub mod manifest;
 pub mod restore;
+pub mod schedule;
 pub mod snapshot;
 mod verify;
 

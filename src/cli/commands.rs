@@ -124,6 +124,7 @@ async fn front_door(app: Arc<App>, listen: std::net::SocketAddr) -> Result<(), C
     tokio::spawn(blob_gc(Arc::clone(&app)));
     tokio::spawn(crate::crawl::run(Arc::clone(&app)));
     tokio::spawn(crate::notify::watchdog(Arc::clone(&app)));
+    tokio::spawn(crate::backup::schedule::run(Arc::clone(&app)));
 
     let status = app.tls.status();
     let ready_line = if config.tls == TlsMode::Off || status.serving || status.message.is_empty() {
