@@ -111,6 +111,68 @@ pub fn name_millis(name: &str) -> Option<i64> {
         .map(|us| us / 1000)
 }
 
+/// How `perch doctor` sees the backups.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Health {
+    Ok(String),
+    Warn(String),
+}
+
+/// Whether a recent complete backup exists in `backup_dir`: missing
+/// configuration, a missing directory (disk not mounted), no backup, or
+/// one older than the schedule allows are warnings with the fix.
+pub fn health(backup_dir: Option<&Path>, interval_hours: u64, now: i64) -> Health {
+    let Some(dir) = backup_dir else {
+        return Health::Warn(
+            "no backup_dir set; an SD card can die: set backup_dir and backup_interval_hours \
+             = 24 (README: Back up and restore)"
+                .into(),
+        );
+    };
+    if !dir.is_dir() {
+        return Health::Warn(format!(
+            "backup_dir {} does not exist (is the disk mounted?)",
+            dir.display()
+        ));
+    }
+    let Some(newest) = super::list_complete(dir).ok().and_then(|mut v| v.pop()) else {
+        return Health::Warn(format!(
+            "no backup in {} yet; run perch backup",
+            dir.display()
+        ));
+    };
+    let name = newest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let age_h = name_millis(&name).map_or(0, |t| (now - t).max(0) / 3_600_000);
+    let allowed_h = if interval_hours == 0 {
+        7 * 24
+    } else {
+        2 * interval_hours as i64 + 1
+    };
+    if age_h > allowed_h {
+        let fix = if interval_hours == 0 {
+            "run perch backup, or set backup_interval_hours"
+        } else {
+            "scheduled backups are failing: see journalctl -u perch"
+        };
+        return Health::Warn(format!(
+            "the newest backup, {}, is {age_h} h old; {fix}",
+            newest.display()
+        ));
+    }
+    let schedule = if interval_hours == 0 {
+        "no schedule".to_owned()
+    } else {
+        format!("every {interval_hours} h")
+    };
+    Health::Ok(format!(
+        "newest {} is {age_h} h old ({schedule})",
+        newest.display()
+    ))
+}
+
 fn now_millis() -> i64 {
     super::unix_millis_now()
 }
@@ -147,6 +209,34 @@ mod tests {
         assert_eq!(next_delay(Some(t0 - 2 * 86_400_000), t0, day), FIRST_DELAY);
         // A backup "from the future" (clock went back): at most one interval.
         assert_eq!(next_delay(Some(t0 + 30 * 86_400_000), t0, day), day);
+    }
+
+    #[test]
+    fn doctor_sees_missing_and_stale_backups() {
+        let root = tempfile::tempdir().unwrap();
+        let t0 = 1_700_000_000_000;
+        let warn = |h: Health| match h {
+            Health::Warn(m) => m,
+            Health::Ok(m) => panic!("expected a warning, got {m}"),
+        };
+        assert!(warn(health(None, 24, t0)).contains("no backup_dir"));
+        let gone = root.path().join("usb");
+        assert!(warn(health(Some(&gone), 24, t0)).contains("is the disk mounted"));
+        assert!(warn(health(Some(root.path()), 24, t0)).contains("no backup"));
+        let b = root.path().join(super::super::backup_name(t0));
+        std::fs::create_dir(&b).unwrap();
+        std::fs::write(b.join(super::super::MANIFEST), "{}").unwrap();
+        let hour = 3_600_000;
+        assert!(matches!(
+            health(Some(root.path()), 24, t0 + 30 * hour),
+            Health::Ok(_)
+        ));
+        assert!(warn(health(Some(root.path()), 24, t0 + 50 * hour)).contains("failing"));
+        assert!(matches!(
+            health(Some(root.path()), 0, t0 + 50 * hour),
+            Health::Ok(_)
+        ));
+        assert!(warn(health(Some(root.path()), 0, t0 + 200 * hour)).contains("run perch backup"));
     }
 
     #[test]
