@@ -858,9 +858,12 @@ async fn measure_backup_of_10k_records() {
             .unwrap_or(0);
     eprintln!("live database + WAL: {db_size} bytes");
 
+    let other = other_filesystem();
     for (label, target) in [
         ("same filesystem (blobs hard-linked)", dir.path().join("b1")),
         ("second backup into the same dir", dir.path().join("b1")),
+        ("another filesystem (blobs copied)", other.path().join("b2")),
+        ("another filesystem, second backup", other.path().join("b2")),
     ] {
         let t = Instant::now();
         let o = perch(&["backup", s(&target), "--dev", "--data-dir", s(&data)]);
@@ -871,7 +874,7 @@ async fn measure_backup_of_10k_records() {
             String::from_utf8_lossy(&o.stdout)
         );
     }
-    let backup = newest(&dir.path().join("b1"));
+    let backup = newest(&other.path().join("b2"));
     let t = Instant::now();
     let fresh = dir.path().join("fresh");
     let o = perch(&["restore", s(&backup), "--dev", "--data-dir", s(&fresh)]);

@@ -48,7 +48,7 @@ pub async fn run(app: Arc<App>) {
         delay = match result {
             Ok(Ok(out)) => {
                 tracing::info!(
-                    "backup {} written: {}, seq {}, {:.1} s{}",
+                    "backup {} written: {}, seq {}, {:.2} s{}",
                     out.dir.display(),
                     super::human_bytes(out.manifest.total_bytes()),
                     out.manifest.seq,

@@ -53,7 +53,7 @@ pub fn backup(config: &Config, dir: Option<PathBuf>, keep: Option<usize>) -> Res
         );
     }
     println!(
-        "  took {:.1} s ({} of blob data copied)",
+        "  took {:.2} s ({} of blob data copied)",
         out.elapsed.as_secs_f64(),
         human_bytes(out.copied_bytes)
     );
@@ -96,7 +96,7 @@ pub fn restore(
             .map(|x| format!(", rev {}", x.rev))
             .unwrap_or_default()
     );
-    println!("  took {:.1} s", r.elapsed.as_secs_f64());
+    println!("  took {:.2} s", r.elapsed.as_secs_f64());
     if let Some(aside) = &r.moved_aside {
         println!(
             "  the data dir's previous contents are in {}; delete them once the restored \
@@ -189,7 +189,7 @@ fn report_export(e: &backup::archive::Exported, to: &str, started: std::time::In
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
-        "exported {} records and {} blobs ({}) to {to} in {:.1} s",
+        "exported {} records and {} blobs ({}) to {to} in {:.2} s",
         e.records,
         e.blobs,
         human_bytes(e.bytes),
