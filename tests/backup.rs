@@ -233,18 +233,28 @@ enum Acked {
     Deleted { rkey: String },
 }
 
+/// Concurrent write loops in the backup test.
+const WRITERS: usize = 3;
+
 /// Writes until `stop`: mostly plain posts, every 4th with a new image,
-/// every 5th a post with an image that is deleted at once.
-async fn write_loop(server: Arc<Server>, log: Arc<Mutex<Vec<Acked>>>, stop: Arc<Mutex<bool>>) {
-    let mut i = 0usize;
+/// every 5th a post with an image that is deleted at once. `id` keeps the
+/// blobs of concurrent loops apart.
+async fn write_loop(
+    id: usize,
+    server: Arc<Server>,
+    log: Arc<Mutex<Vec<Acked>>>,
+    stop: Arc<Mutex<bool>>,
+) {
+    let mut n = 0usize;
     while !*stop.lock().unwrap() {
-        i += 1;
-        if i.is_multiple_of(5) {
+        n += 1;
+        let i = n * WRITERS + id;
+        if n.is_multiple_of(5) {
             let b = server.upload(&blob_bytes(i, 2000 + i)).await;
             let (rkey, _) = server.create_post(&format!("gone {i}"), Some(&b)).await;
             server.delete_post(&rkey).await;
             log.lock().unwrap().push(Acked::Deleted { rkey });
-        } else if i.is_multiple_of(4) {
+        } else if n.is_multiple_of(4) {
             let b = server.upload(&blob_bytes(i, 3000 + i)).await;
             let cid = b["ref"]["$link"].as_str().unwrap().to_owned();
             let (rkey, rcid) = server.create_post(&format!("pic {i}"), Some(&b)).await;
@@ -346,11 +356,16 @@ async fn backup_while_writing_then_restore_holds_every_acknowledged_write() {
     }
     let log = Arc::new(Mutex::new(Vec::new()));
     let halt = Arc::new(Mutex::new(false));
-    let writer = tokio::spawn(write_loop(
-        Arc::clone(&server),
-        Arc::clone(&log),
-        Arc::clone(&halt),
-    ));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|id| {
+            tokio::spawn(write_loop(
+                id,
+                Arc::clone(&server),
+                Arc::clone(&log),
+                Arc::clone(&halt),
+            ))
+        })
+        .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Everything in the log now was acknowledged before the backup started.
@@ -362,14 +377,24 @@ async fn backup_while_writing_then_restore_holds_every_acknowledged_write() {
     })
     .await
     .unwrap();
-    let during = log.lock().unwrap().len() - cutoff;
+    let ended = log.lock().unwrap().len();
     tokio::time::sleep(Duration::from_millis(200)).await;
     *halt.lock().unwrap() = true;
-    writer.await.unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
     assert!(out.status.success(), "{}", text(&out));
+    // The loops never pause, so writes were running from before the
+    // backup started until after it ended.
     assert!(cutoff >= 5, "only {cutoff} writes before the backup");
-    assert!(during > 0, "no write was acknowledged while the backup ran");
-    eprintln!("{cutoff} writes before the backup, {during} during it");
+    assert!(
+        log.lock().unwrap().len() > ended,
+        "no writes after the backup"
+    );
+    eprintln!(
+        "{cutoff} writes acknowledged before the backup, {} while it ran",
+        ended - cutoff
+    );
     let acked: Vec<Acked> = log.lock().unwrap()[..cutoff].to_vec();
     let backup = only_backup(&backups);
 
@@ -493,6 +518,14 @@ async fn backup_while_writing_then_restore_holds_every_acknowledged_write() {
         s(&fresh),
     ]);
     assert!(bump.status.success(), "{}", text(&bump));
+    // The head the firehose reports is the bumped counter, so a relay whose
+    // cursor is past the backup's seq is not told its cursor is in the future.
+    let status = perch(&["status", "--dev", "--data-dir", s(&fresh)]);
+    assert!(
+        text(&status).contains(&format!("last seq {}", next - 1)),
+        "{}",
+        text(&status)
+    );
 
     // Now it serves the restored repo, and new events continue at N.
     let (child, listen) = spawn_serve(&fresh);
