@@ -234,6 +234,12 @@ pub struct Exported {
 /// the preferences describe one moment even while the server writes.
 pub fn export<W: Write>(data_dir: &Path, out: W) -> Result<(W, Exported), BackupError> {
     let db = data_dir.join(super::DB_FILE);
+    if !db.is_file() {
+        return Err(BackupError::Refused(format!(
+            "no database at {}: is data_dir right?",
+            db.display()
+        )));
+    }
     let mut conn = store::snapshot::open_read_only(&db)?;
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)

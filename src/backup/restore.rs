@@ -329,6 +329,12 @@ pub fn restore(backup: &Path, data_dir: &Path, opts: &Options) -> Result<Restore
 /// The manifest of the backup at `dir`; when `dir` is a backup directory
 /// holding several backups, say which to pick.
 fn read_backup_manifest(dir: &Path) -> Result<Manifest, BackupError> {
+    if !dir.exists() {
+        return Err(BackupError::Refused(format!(
+            "{} does not exist",
+            dir.display()
+        )));
+    }
     if !dir.join(MANIFEST).exists() && dir.is_dir() {
         let all = super::list_complete(dir).unwrap_or_default();
         if let Some(newest) = all.last() {
