@@ -133,6 +133,12 @@ fn capitalize(s: &str) -> String {
 pub fn export(config: &Config, file: Option<PathBuf>) -> Result<(), CliError> {
     let started = std::time::Instant::now();
     if file.as_deref() == Some(Path::new("-")) {
+        use std::io::IsTerminal as _;
+        if std::io::stdout().is_terminal() {
+            return Err(msg(
+                "not writing a tar archive to a terminal; redirect it: perch export - > FILE.tar",
+            ));
+        }
         let stdout = std::io::stdout().lock();
         let (w, e) = backup::archive::export(&config.data_dir, std::io::BufWriter::new(stdout))
             .map_err(msg)?;
