@@ -138,12 +138,7 @@ impl BlobStore {
     /// methods that touch the file system do). For any CID the result stays
     /// inside the root, because CID strings contain only alphanumerics.
     pub fn path_for(&self, cid: &Cid) -> PathBuf {
-        let s = cid.to_string();
-        let bucket = match s.get(RAW_SHA256_PREFIX.len()..RAW_SHA256_PREFIX.len() + 2) {
-            Some(b) if b.bytes().all(|c| c.is_ascii_alphanumeric()) => b.to_string(),
-            _ => "__".to_string(),
-        };
-        self.root.join(bucket).join(s)
+        self.root.join(relative_path(cid))
     }
 
     fn checked_path(&self, cid: &Cid) -> Result<PathBuf, BlobError> {
@@ -346,6 +341,17 @@ impl BlobStore {
         }
         Ok(removed)
     }
+}
+
+/// `<xx>/<cid>`: where `cid` lives under any blob root (the data dir's, or
+/// a backup's, which keeps the same layout).
+pub fn relative_path(cid: &Cid) -> PathBuf {
+    let s = cid.to_string();
+    let bucket = match s.get(RAW_SHA256_PREFIX.len()..RAW_SHA256_PREFIX.len() + 2) {
+        Some(b) if b.bytes().all(|c| c.is_ascii_alphanumeric()) => b.to_string(),
+        _ => "__".to_string(),
+    };
+    Path::new(&bucket).join(s)
 }
 
 /// Parse and check a blob CID coming from outside (e.g. getBlob's `cid`

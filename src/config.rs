@@ -53,6 +53,10 @@ pub const DEFAULT_BLOB_LIMIT: u64 = 100 * 1024 * 1024;
 /// over a weekend need more).
 pub const DEFAULT_BACKFILL_HOURS: u64 = 72;
 pub const DEFAULT_LOG: &str = "info";
+/// Scheduled backups are off unless `backup_interval_hours` is set.
+pub const DEFAULT_BACKUP_INTERVAL_HOURS: u64 = 0;
+/// Backups kept by the scheduled task (a week of daily ones).
+pub const DEFAULT_BACKUP_KEEP: u64 = 7;
 /// `listen` under `--dev`.
 pub const DEV_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2583);
 pub const DEV_HOSTNAME: &str = "localhost";
@@ -130,6 +134,12 @@ pub struct Config {
     pub blob_limit: u64,
     /// How far back a firehose cursor may reach; older events are trimmed.
     pub backfill_hours: u64,
+    /// Where `perch backup` (without DIR) and scheduled backups go.
+    pub backup_dir: Option<PathBuf>,
+    /// Hours between scheduled backups; 0 = none.
+    pub backup_interval_hours: u64,
+    /// How many backups the scheduled task keeps.
+    pub backup_keep: u64,
     /// `tracing` filter directive, e.g. `info` or `perch=debug,info`.
     pub log: String,
     /// Secret.
@@ -220,6 +230,9 @@ const KEYS: &[KeyInfo] = &[
     },
     key("blob_limit", "\"100MiB\""),
     key("backfill_hours", "72"),
+    key("backup_dir", "\"/mnt/usb/perch-backups\""),
+    key("backup_interval_hours", "24"),
+    key("backup_keep", "7"),
     key("log", "\"info\""),
     key("admin_password", "\"a long random string\""),
     KeyInfo {
@@ -561,6 +574,11 @@ impl Layers {
             backfill_hours: self
                 .count("backfill_hours")?
                 .unwrap_or(DEFAULT_BACKFILL_HOURS),
+            backup_dir: self.opt_path("backup_dir")?,
+            backup_interval_hours: self
+                .count("backup_interval_hours")?
+                .unwrap_or(DEFAULT_BACKUP_INTERVAL_HOURS),
+            backup_keep: self.count("backup_keep")?.unwrap_or(DEFAULT_BACKUP_KEEP),
             log: self
                 .string("log")?
                 .unwrap_or_else(|| DEFAULT_LOG.to_owned()),
@@ -931,6 +949,37 @@ impl Config {
                 "must be between 1 and 8760; e.g. backfill_hours = 72",
             ));
         }
+        if self.backup_interval_hours > 24 * 365 {
+            return Err(ConfigError::new(
+                "backup_interval_hours",
+                "must be at most 8760 (or 0 for no scheduled backups); e.g. \
+                 backup_interval_hours = 24",
+            ));
+        }
+        if self.backup_interval_hours > 0 && self.backup_dir.is_none() {
+            return Err(ConfigError::new(
+                "backup_dir",
+                "is required for scheduled backups (backup_interval_hours is set); set \
+                 backup_dir = \"/mnt/usb/perch-backups\" (ideally another disk)",
+            ));
+        }
+        if let Some(dir) = &self.backup_dir
+            && dir.starts_with(&self.data_dir)
+        {
+            return Err(ConfigError::new(
+                "backup_dir",
+                format!(
+                    "{} is inside data_dir; choose a directory elsewhere (ideally another disk)",
+                    dir.display()
+                ),
+            ));
+        }
+        if self.backup_keep == 0 || self.backup_keep > 10_000 {
+            return Err(ConfigError::new(
+                "backup_keep",
+                "must be between 1 and 10000; e.g. backup_keep = 7",
+            ));
+        }
         if self.max_connections == 0 || self.max_connections_per_ip == 0 {
             return Err(ConfigError::new(
                 "max_connections",
@@ -1041,6 +1090,20 @@ impl Config {
             format_size(self.blob_limit)
         ));
         line(format!("backfill_hours = {}", self.backfill_hours));
+        match &self.backup_dir {
+            Some(p) => line(format!("backup_dir = {}", path(p))),
+            None => line("# backup_dir is not set".to_owned()),
+        }
+        let off = if self.backup_interval_hours == 0 {
+            " # no scheduled backups"
+        } else {
+            ""
+        };
+        line(format!(
+            "backup_interval_hours = {}{off}",
+            self.backup_interval_hours
+        ));
+        line(format!("backup_keep = {}", self.backup_keep));
         line(format!("log = {}", toml_string(&self.log)));
         match &self.admin_password {
             Some(_) => line(format!("admin_password = {}", toml_string(REDACTED))),
@@ -1092,6 +1155,9 @@ impl fmt::Debug for Config {
             .field("relays", &self.relays)
             .field("blob_limit", &self.blob_limit)
             .field("backfill_hours", &self.backfill_hours)
+            .field("backup_dir", &self.backup_dir)
+            .field("backup_interval_hours", &self.backup_interval_hours)
+            .field("backup_keep", &self.backup_keep)
             .field("log", &self.log)
             .field(
                 "admin_password",
@@ -1363,6 +1429,47 @@ mod tests {
         ] {
             let e = load_toml(&format!("{base}{bad}")).unwrap_err();
             assert_eq!(e.key, "backfill_hours", "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn backup_keys() {
+        let base = "hostname = \"pds.example.com\"\ndata_dir = \"/var/lib/perch\"\n";
+        let c = load_toml(base).unwrap();
+        assert_eq!(c.backup_dir, None);
+        assert_eq!(c.backup_interval_hours, 0);
+        assert_eq!(c.backup_keep, DEFAULT_BACKUP_KEEP);
+        let c = load_toml(&format!(
+            "{base}backup_dir = \"/mnt/usb/b\"\nbackup_interval_hours = 24\nbackup_keep = 3\n"
+        ))
+        .unwrap();
+        assert_eq!(c.backup_dir, Some(PathBuf::from("/mnt/usb/b")));
+        assert_eq!(c.backup_interval_hours, 24);
+        assert_eq!(c.backup_keep, 3);
+        assert_eq!(load_toml(&c.redacted_toml()).unwrap(), c);
+        let c = load(
+            &with_file("/c.toml"),
+            &[
+                ("PERCH_BACKUP_DIR", "/b"),
+                ("PERCH_BACKUP_INTERVAL_HOURS", "6"),
+            ],
+            &[("/c.toml", base)],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.backup_dir, c.backup_interval_hours),
+            (Some(PathBuf::from("/b")), 6)
+        );
+        for (bad, key) in [
+            ("backup_interval_hours = 24", "backup_dir"),
+            ("backup_dir = \"/var/lib/perch/backups\"", "backup_dir"),
+            ("backup_interval_hours = -1", "backup_interval_hours"),
+            ("backup_interval_hours = 99999", "backup_interval_hours"),
+            ("backup_keep = 0", "backup_keep"),
+            ("backup_keep = \"many\"", "backup_keep"),
+        ] {
+            let e = load_toml(&format!("{base}{bad}")).unwrap_err();
+            assert_eq!(e.key, key, "{bad}: {e}");
         }
     }
 

@@ -9,6 +9,7 @@ pub mod account;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod blobs;
 pub mod cbor;
 pub mod cid;

@@ -47,6 +47,7 @@ fn dev_password() -> String {
 }
 
 pub fn serve(config: Config) -> Result<(), CliError> {
+    let _data_dir = crate::backup::restore::serve_guard(&config.data_dir).map_err(msg)?;
     runtime()?.block_on(async move {
         let listen = config.listen;
         let app = open(config).await?;
@@ -123,6 +124,7 @@ async fn front_door(app: Arc<App>, listen: std::net::SocketAddr) -> Result<(), C
     tokio::spawn(blob_gc(Arc::clone(&app)));
     tokio::spawn(crate::crawl::run(Arc::clone(&app)));
     tokio::spawn(crate::notify::watchdog(Arc::clone(&app)));
+    tokio::spawn(crate::backup::schedule::run(Arc::clone(&app)));
 
     let status = app.tls.status();
     let ready_line = if config.tls == TlsMode::Off || status.serving || status.message.is_empty() {
@@ -361,15 +363,21 @@ pub fn seq_bump(config: Config, to: i64) -> Result<(), CliError> {
     if to < 1 {
         return Err(msg("--to must be a positive sequence number"));
     }
+    let data_dir = config.data_dir.clone();
+    let restored = crate::backup::restore::check_bump(&data_dir, to).map_err(msg)?;
     runtime()?.block_on(async move {
         let app = open(config).await?;
         app.writer
             .exec(move |c, _| crate::store::repo::bump_seq(c, to))
             .await
-            .map_err(msg)?;
-        println!("the next firehose event will have seq >= {to}");
-        Ok(())
-    })
+            .map_err(msg)
+    })?;
+    println!("the next firehose event will have seq >= {to}");
+    if restored.is_some() {
+        crate::backup::restore::clear_marker(&data_dir).map_err(msg)?;
+        println!("the restore is complete: perch serve will start now");
+    }
+    Ok(())
 }
 
 pub fn status(config: Config) -> Result<(), CliError> {

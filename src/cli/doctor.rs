@@ -52,6 +52,7 @@ async fn checks(c: &Config, r: &mut Report) {
     clock(c, r).await;
     let account = database(c, r);
     disk(c, r);
+    backups(c, r);
     if let Some((did, handle)) = account {
         identity(c, r, &did, &handle).await;
     }
@@ -330,12 +331,18 @@ fn database(c: &Config, r: &mut Report) -> Option<(String, String)> {
         Ok(s) => r.line(
             Level::Fail,
             "database",
-            format!("quick_check: {s}; stop perch and restore the latest backup"),
+            format!(
+                "quick_check: {s}; stop perch and restore the latest backup (perch restore \
+                 BACKUP --force)"
+            ),
         ),
         Err(e) => r.line(
             Level::Fail,
             "database",
-            format!("quick_check failed: {e}; stop perch and restore the latest backup"),
+            format!(
+                "quick_check failed: {e}; stop perch and restore the latest backup (perch \
+                 restore BACKUP --force)"
+            ),
         ),
     }
     match crate::store::account::get_account(&conn) {
@@ -414,6 +421,25 @@ fn disk(c: &Config, r: &mut Report) {
             "disk",
             "could not measure free space (df failed)",
         ),
+    }
+}
+
+fn backups(c: &Config, r: &mut Report) {
+    use crate::backup::schedule::{Health, health};
+    if c.dev {
+        r.line(
+            Level::Ok,
+            "backup",
+            "development server; no backups expected",
+        );
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    match health(c.backup_dir.as_deref(), c.backup_interval_hours, now) {
+        Health::Ok(m) => r.line(Level::Ok, "backup", m),
+        Health::Warn(m) => r.line(Level::Warn, "backup", m),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The command line: argument definitions (the only module that names `clap`), logging setup
 //! and dispatch to the commands.
 
+pub mod backup_cmd;
 pub mod commands;
 pub mod config_cmd;
 pub mod doctor;
@@ -73,6 +74,32 @@ pub enum Command {
     /// Firehose sequence numbers
     #[command(subcommand)]
     Seq(SeqCommand),
+    /// Take a consistent backup while the server keeps running: database snapshot, blobs,
+    /// keys and a manifest with checksums, in a new timestamped directory
+    Backup {
+        /// Where to put it [default: backup_dir from the config]
+        dir: Option<PathBuf>,
+        /// Afterwards, delete all but the newest N backups there
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+    },
+    /// Rebuild the data dir from a backup; every file is checked against the manifest first
+    Restore {
+        /// The backup: a timestamped directory made by `perch backup`
+        backup: PathBuf,
+        /// Restore into a non-empty data dir (what is there is moved into .replaced-<time>/)
+        #[arg(long)]
+        force: bool,
+        /// Continue firehose seqs at N, above any seq the old server used (otherwise
+        /// `perch seq bump` must be run before `perch serve` starts)
+        #[arg(long, value_name = "N")]
+        seq_floor: Option<i64>,
+    },
+    /// Write one tar archive with the repo (CAR), every blob and the preferences
+    Export {
+        /// Output file, or - for stdout [default: perch-export-<time>.tar]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -302,6 +329,13 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
         Command::Status => commands::status(config),
         Command::RequestCrawl => commands::request_crawl(config),
         Command::Seq(SeqCommand::Bump { to }) => commands::seq_bump(config, to),
+        Command::Backup { dir, keep } => backup_cmd::backup(&config, dir, keep),
+        Command::Restore {
+            backup,
+            force,
+            seq_floor,
+        } => backup_cmd::restore(&config, &backup, force, seq_floor),
+        Command::Export { file } => backup_cmd::export(&config, file),
         Command::Config(ConfigCommand::Check) => config_cmd::check(&config, global),
         Command::Config(ConfigCommand::Show) => {
             config_cmd::show(&config);

@@ -10,6 +10,7 @@ pub mod account;
 pub mod blobs;
 pub mod repo;
 mod schema;
+pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -212,6 +212,20 @@ pub fn last_seq(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row("SELECT max(seq) FROM event", [], |r| r.get(0))?)
 }
 
+/// The highest seq ever handed out: the last event's, or the counter's when
+/// trimming or `bump_seq` moved it past the events that remain. Backups
+/// record this; a restore must never let seq fall below it.
+pub fn highest_seq(conn: &Connection) -> Result<i64, StoreError> {
+    let counter: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'event'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(last_seq(conn)?.unwrap_or(0).max(counter.unwrap_or(0)))
+}
+
 /// The first event at or after `time` (an RFC 3339 string in the stored
 /// format), i.e. where the backfill window starts.
 pub fn first_seq_since(conn: &Connection, time: &str) -> Result<Option<i64>, StoreError> {

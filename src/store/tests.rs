@@ -154,3 +154,46 @@ fn trimming_and_bumping_never_reuse_seqs() {
     let s4 = repo::append_event(&w, "commit", "2030-01-01T00:00:00.000Z", b"y").unwrap();
     assert!(s4 > s3 && s3 > s1);
 }
+
+#[test]
+fn highest_seq_counts_trimmed_and_bumped_seqs() {
+    let (_dir, store) = temp_store();
+    let w = store.open_writer().unwrap();
+    assert_eq!(repo::highest_seq(&w).unwrap(), 0);
+    repo::append_event(&w, "commit", "2020-01-01T00:00:00.000Z", b"a").unwrap();
+    let s = repo::append_event(&w, "commit", "2020-01-01T00:00:00.000Z", b"b").unwrap();
+    repo::trim_events_before(&w, "2030-01-01T00:00:00.000Z").unwrap();
+    assert_eq!(repo::last_seq(&w).unwrap(), None);
+    assert_eq!(repo::highest_seq(&w).unwrap(), s);
+    repo::bump_seq(&w, 50).unwrap();
+    assert_eq!(repo::highest_seq(&w).unwrap(), 49);
+}
+
+#[test]
+fn online_backup_copies_a_consistent_private_single_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, store) = temp_store();
+    let w = store.open_writer().unwrap();
+    repo::append_event(&w, "commit", "2030-01-01T00:00:00.000Z", b"a").unwrap();
+    // An open write transaction in the server does not block the copy,
+    // and its uncommitted row is not in it.
+    w.execute_batch("BEGIN").unwrap();
+    repo::append_event(&w, "commit", "2030-01-01T00:00:00.000Z", b"b").unwrap();
+    let dst = dir.path().join("copy.sqlite");
+    let facts = snapshot::online_backup(&dir.path().join("perch.sqlite"), &dst).unwrap();
+    w.execute_batch("COMMIT").unwrap();
+    assert_eq!(facts.seq, 1);
+    assert_eq!(facts.did, None);
+    assert_eq!(facts.schema_version, schema::VERSION);
+    let mode = std::fs::metadata(&dst).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let copy = Connection::open(&dst).unwrap();
+    let jm: String = copy
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(jm, "delete", "one self-contained file");
+    assert_eq!(snapshot::quick_check(&copy).unwrap(), "ok");
+    assert_eq!(repo::highest_seq(&copy).unwrap(), 1);
+    // It never overwrites.
+    assert!(snapshot::online_backup(&dir.path().join("perch.sqlite"), &dst).is_err());
+}

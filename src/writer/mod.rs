@@ -86,7 +86,10 @@ impl Writer {
         on_orphaned_blobs: impl Fn(Vec<String>) + Send + 'static,
     ) -> Result<Writer, StoreError> {
         let conn = store.open_writer()?;
-        let last = crate::store::repo::last_seq(&conn)?.unwrap_or(0);
+        // The highest seq ever handed out, not the last stored event: after
+        // trimming or a `seq bump` (a restore) the events may lie below it,
+        // and a relay whose cursor is between them is not in the future.
+        let last = crate::store::repo::highest_seq(&conn)?;
         let (seq_tx, seq) = watch::channel(last);
         let (tx, rx) = mpsc::channel(1024);
         std::thread::Builder::new()

@@ -296,3 +296,17 @@ async fn cached_tree_never_skips_writing_a_block() {
         check_commit_event(&last[0].body);
     }
 }
+
+#[tokio::test]
+async fn head_seq_after_a_bump_is_the_counter() {
+    let (dir, store, writer, _) = setup().await;
+    drop(writer);
+    let w = store.open_writer().unwrap();
+    repo::bump_seq(&w, 1000).unwrap();
+    drop(w);
+    let store = Store::open(&dir.path().join("perch.sqlite")).unwrap();
+    let writer = Writer::spawn(&store, None, |_| {}).unwrap();
+    // A relay that saw seqs up to 999 from the old server is not "in the
+    // future" of a restored one.
+    assert_eq!(*writer.seq_watch().borrow(), 999);
+}
