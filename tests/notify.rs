@@ -58,6 +58,12 @@ fn ready_watchdog_and_stopping() {
     let max_gap = pings.windows(2).map(|w| w[1] - w[0]).max().unwrap();
     assert!(max_gap < Duration::from_millis(200), "gap {max_gap:?}");
 
+    // `systemctl reload` sends SIGHUP in every TLS mode; it must not end the process.
+    let _ = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP ended perch");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -86,7 +86,10 @@ async fn front_door(app: Arc<App>, listen: std::net::SocketAddr) -> Result<(), C
             .map_err(|e| msg(format!("cannot listen on {addr}: {e}")))
     };
     let role = match config.tls {
-        TlsMode::Off => Role::Plain,
+        TlsMode::Off => {
+            tokio::spawn(crate::tls::files::ignore_sighup("tls = \"off\""));
+            Role::Plain
+        }
         TlsMode::Files => {
             let cert = crate::tls::files::load(&config).map_err(msg)?;
             app.tls.install(cert, false);
@@ -96,7 +99,12 @@ async fn front_door(app: Arc<App>, listen: std::net::SocketAddr) -> Result<(), C
             ));
             tls_role(&app)?
         }
-        TlsMode::Acme => tls_role(&app)?,
+        TlsMode::Acme => {
+            tokio::spawn(crate::tls::files::ignore_sighup(
+                "tls = \"acme\" renews by itself",
+            ));
+            tls_role(&app)?
+        }
     };
     let listener = bind(listen).await?;
     let local = listener.local_addr().map_err(msg)?;

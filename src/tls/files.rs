@@ -43,3 +43,15 @@ pub async fn reload_on_sighup(config: Config, state: Arc<TlsState>) {
         }
     }
 }
+
+/// `systemctl reload` sends SIGHUP whatever the mode; its default action would end the
+/// process. Without certificate files there is nothing to reload, so say so and carry on.
+pub async fn ignore_sighup(why: &'static str) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: nothing to reload ({why})");
+    }
+}
