@@ -320,3 +320,38 @@ fn doctor_reports_a_running_dev_server_and_a_damaged_database() {
     assert!(out.contains("restore the latest backup"), "{out}");
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn root_is_stopped_from_touching_the_service_users_data_dir() {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("not root: skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let st = Command::new("chown")
+        .args(["65534:65534"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = perch_in(
+        dir.path(),
+        &[
+            "account",
+            "invite",
+            "--dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("sudo -u perch"), "{}", stderr(&o));
+    assert!(
+        std::fs::read_dir(&data).unwrap().next().is_none(),
+        "nothing was created"
+    );
+}

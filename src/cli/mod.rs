@@ -262,6 +262,14 @@ pub fn main_entry() -> ExitCode {
         }
     };
     init_logging(&config.log);
+    if let Some(owner) = foreign_owner(&config.data_dir) {
+        eprintln!(
+            "perch: {} belongs to uid {owner}, not to you (root); files made now would be \
+             unreadable for the service. Run it as the owner: sudo -u perch perch …",
+            config.data_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
     match run(cli.command, &cli.global, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -366,6 +374,16 @@ fn init_logging(config_log: &str) {
         .with_writer(std::io::stdout)
         .with_ansi(std::io::stdout().is_terminal())
         .try_init();
+}
+
+/// When root runs a command on a data dir that belongs to someone else (the service user),
+/// that owner's uid: a database WAL or key file created now would be root's and lock the
+/// service out. (`/proc/self` is owned by the effective uid.)
+fn foreign_owner(data_dir: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self").ok()?.uid();
+    let owner = std::fs::metadata(data_dir).ok()?.uid();
+    (me == 0 && owner != 0).then_some(owner)
 }
 
 #[cfg(test)]
