@@ -604,6 +604,10 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
         regressions += check_offline(&db, &mut events);
         integrity_ok += 1;
         drop(perch);
+        eprintln!(
+            "round {round}: killed after {at:?}; {} acknowledged so far, {lost} lost",
+            model.acked
+        );
     }
 
     // One last restart to check the writes of the final round.
