@@ -6,7 +6,7 @@
 #   CORRUPT_ROUNDS random byte-flip starts (default 200)
 #   FUZZ_MINUTES   per fuzz target (default 10; 0 skips fuzzing)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export ATPROTO_INTEROP_DIR=${ATPROTO_INTEROP_DIR:-$(cd .. && pwd)/shared/interop}
 crash_rounds=${CRASH_ROUNDS:-100}
 corrupt_rounds=${CORRUPT_ROUNDS:-200}
