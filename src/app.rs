@@ -53,7 +53,8 @@ impl App {
     pub async fn open(config: Config) -> Result<Arc<App>, AppError> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| AppError::Io(dir.display().to_string(), e))?;
-        let store = Store::open(&dir.join("perch.sqlite"))?;
+        let new_allowed = !dir.join("keys").join(keys::REPO_KEY).exists();
+        let store = Store::open_with(&dir.join("perch.sqlite"), new_allowed)?;
         let keydir = KeyDir::open(dir)?;
         let repo_key = Arc::new(keydir.keypair_or_create(keys::REPO_KEY)?);
         let jwt_secret = keydir.jwt_secret()?;

@@ -38,24 +38,89 @@ pub enum NetError {
     TooLarge(String),
 }
 
+/// Addresses an outbound request must not reach: this machine, the LAN,
+/// link-local (cloud metadata), CGNAT, multicast and reserved space, and
+/// IPv6 forms that carry one of those IPv4 addresses (mapped, compatible,
+/// NAT64, 6to4), since a home router may translate them.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // CGNAT 100.64/10
+                || v4.is_multicast()
+                || a == 0 // "this network"; 0.0.0.0 reaches the local host
+                || a >= 240 // reserved, and broadcast
+                || a == 100 && (b & 0xc0) == 64 // CGNAT 100.64/10
+                || a == 192 && b == 0 && c == 0 // IETF protocol assignments
+                || a == 198 && (b & 0xfe) == 18 // benchmarking 198.18/15
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                is_private(IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                )))
+            };
             v6.is_loopback()
                 || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated)
+                || s[..6] == [0; 6] && embedded(s[6], s[7]) // IPv4-compatible ::a.b.c.d
+                || s[..5] == [0; 5] && s[5] == 0xffff && embedded(s[6], s[7]) // mapped
+                || s[0] == 0x64 && s[1] == 0xff9b && embedded(s[6], s[7]) // NAT64 /96 and /48
+                || s[0] == 0x2002 && embedded(s[1], s[2]) // 6to4
         }
     }
+}
+
+/// The address a host written in one of the legacy IPv4 forms names
+/// (`127.1`, `2130706433`, `0x7f.1`, `017700000001`): resolvers accept them,
+/// so the guard must read them the same way. Each of 1–4 dot-separated
+/// parts is decimal, `0x` hex or `0`-prefixed octal; the last fills the
+/// remaining bytes.
+fn legacy_ipv4(host: &str) -> Option<std::net::Ipv4Addr> {
+    let parts: Vec<&str> = host.strip_suffix('.').unwrap_or(host).split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut values = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let (digits, radix) = if let Some(h) = p.strip_prefix("0x").or(p.strip_prefix("0X")) {
+            (h, 16)
+        } else if p.len() > 1 && p.starts_with('0') {
+            (&p[1..], 8)
+        } else {
+            (*p, 10)
+        };
+        if digits.is_empty() && radix != 16 {
+            return None;
+        }
+        values.push(if digits.is_empty() {
+            0
+        } else {
+            u64::from_str_radix(digits, radix).ok()?
+        });
+    }
+    let (last, head) = values.split_last()?;
+    let mut n: u64 = 0;
+    for v in head {
+        if *v > 255 {
+            return None;
+        }
+        n = n << 8 | v;
+    }
+    let rest_bits = 8 * (4 - head.len() as u32);
+    if *last >= 1u64 << rest_bits {
+        return None;
+    }
+    Some(std::net::Ipv4Addr::from(((n << rest_bits) | last) as u32))
 }
 
 /// DNS resolution that drops private addresses unless allowed.
@@ -145,11 +210,24 @@ impl Net {
             _ => return Err(NetError::BadUrl(url.into())),
         }
         let host = uri.host().ok_or_else(|| NetError::BadUrl(url.into()))?;
-        // IP literals skip the resolver, so check them here.
-        if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>()
+        // IP literals skip the resolver, so check them here; the legacy
+        // numeric forms too, rather than trusting each layer below to read
+        // them the way the resolver does.
+        let ip = host
+            .trim_matches(['[', ']'])
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| legacy_ipv4(host).map(IpAddr::V4));
+        if let Some(ip) = ip
             && !self.allow_private
             && is_private(ip)
         {
+            return Err(NetError::Private(host.into()));
+        }
+        // localhost names are loopback by definition (RFC 6761), whatever a
+        // resolver or its absence says.
+        let name = host.trim_end_matches('.').to_ascii_lowercase();
+        if !self.allow_private && (name == "localhost" || name.ends_with(".localhost")) {
             return Err(NetError::Private(host.into()));
         }
         Ok(uri)
@@ -232,11 +310,53 @@ mod tests {
             "fe80::1",
             "::ffff:10.0.0.1",
             "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "255.255.255.255",
+            "198.18.0.1",
+            "::127.0.0.1",
+            "64:ff9b::c0a8:101",
+            "2002:7f00:1::",
+            "ff02::1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["1.1.1.1", "8.8.8.8", "2606:4700::1111"] {
+        for ip in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn legacy_ipv4_forms() {
+        for (s, want) in [
+            ("127.1", "127.0.0.1"),
+            ("2130706433", "127.0.0.1"),
+            ("017700000001", "127.0.0.1"),
+            ("0x7f000001", "127.0.0.1"),
+            ("0x7f.1", "127.0.0.1"),
+            ("127.000.000.001", "127.0.0.1"),
+            ("10.0x10.1", "10.16.0.1"),
+            ("0", "0.0.0.0"),
+            ("1.2.3.4.", "1.2.3.4"),
+        ] {
+            assert_eq!(legacy_ipv4(s), Some(want.parse().unwrap()), "{s}");
+        }
+        for s in [
+            "example.com",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1.2.65536",
+            "08",
+            "",
+            "1..2",
+        ] {
+            assert_eq!(legacy_ipv4(s), None, "{s}");
         }
     }
 

@@ -31,6 +31,13 @@ pub enum StoreError {
     Corrupt(String),
     #[error("background task failed")]
     Join,
+    /// The file itself is unreadable or fails SQLite's own check at open.
+    #[error(
+        "the database {0} is damaged ({1}); perch will not start on it. Stop here, keep a copy \
+         of the data directory, and restore perch.sqlite from your backup (then run \
+         `perch seq bump --to N` so the firehose continues above what relays have seen)"
+    )]
+    Damaged(PathBuf, String),
     /// The request does not fit the account's state (not a storage failure).
     #[error("{0}")]
     Conflict(String),
@@ -55,8 +62,28 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// Open (creating if needed) and migrate the database at `path`.
+    /// Open (creating if needed), check and migrate the database at `path`.
+    /// A file SQLite cannot read, or one that fails `quick_check`, is
+    /// [`StoreError::Damaged`]: serving from it would hand out wrong data or
+    /// fail on the first write, where a refusal points the owner at the backup.
     pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
+        Self::open_with(path, true)
+    }
+
+    /// [`Store::open`], refusing a database with no perch schema yet unless
+    /// `new_allowed`: beside an existing signing key, an empty database is a
+    /// lost one, and starting fresh would serve an empty repo and restart the
+    /// firehose at seq 1.
+    pub fn open_with(path: &Path, new_allowed: bool) -> Result<Arc<Store>, StoreError> {
+        Self::open_checked(path, new_allowed).map_err(|e| match e {
+            StoreError::Sqlite(ref err) if is_damage(err) => {
+                StoreError::Damaged(path.to_owned(), err.to_string())
+            }
+            other => other,
+        })
+    }
+
+    fn open_checked(path: &Path, new_allowed: bool) -> Result<Arc<Store>, StoreError> {
         let mut conn = Connection::open(path)?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -66,6 +93,23 @@ impl Store {
             )));
         }
         configure(&conn)?;
+        // quick_check reads every page (not the index contents): seconds on
+        // a Pi for a personal repo, once per start.
+        let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(StoreError::Damaged(
+                path.to_owned(),
+                check.replace('\n', "; "),
+            ));
+        }
+        if !new_allowed && schema::version(&conn)? == 0 {
+            return Err(StoreError::Damaged(
+                path.to_owned(),
+                "it holds no perch data, but keys/ holds this server's signing key; move keys/ \
+                 away too if you really mean to start a new server"
+                    .into(),
+            ));
+        }
         schema::migrate(&mut conn)?;
         Ok(Arc::new(Store {
             path: path.to_owned(),
@@ -130,6 +174,13 @@ impl Store {
             .await
             .map_err(|_| StoreError::Join)?
     }
+}
+
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
 }
 
 /// Repo blocks as a `BlockSource`, over any connection or transaction.

@@ -105,10 +105,23 @@ const MIGRATIONS: &[&str] = &[
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
+pub fn version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let current = version(conn)?;
     if current > VERSION {
         return Err(StoreError::TooNew(current, VERSION));
+    }
+    // Version 0 with tables is some other database (or a foreign WAL laid
+    // over ours); migrating would write perch's schema into it.
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    if current == 0 && tables > 0 {
+        return Err(StoreError::Damaged(
+            conn.path().unwrap_or_default().into(),
+            "it has tables but no perch schema version: not a perch database".into(),
+        ));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
