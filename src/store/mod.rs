@@ -34,8 +34,9 @@ pub enum StoreError {
     /// The file itself is unreadable or fails SQLite's own check at open.
     #[error(
         "the database {0} is damaged ({1}); perch will not start on it. Stop here, keep a copy \
-         of the data directory, and restore perch.sqlite from your backup (then run \
-         `perch seq bump --to N` so the firehose continues above what relays have seen)"
+         of the data directory, and restore your latest backup with `perch restore BACKUP \
+         --force` (it then tells you the `perch seq bump` to run so the firehose continues \
+         above what relays have seen)"
     )]
     Damaged(PathBuf, String),
     /// The request does not fit the account's state (not a storage failure).
