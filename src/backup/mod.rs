@@ -159,27 +159,35 @@ fn sweep_leftovers(root: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// An exclusive hold on a backup dir; released on drop.
-struct RootLock(#[allow(dead_code)] std::fs::File);
+/// An exclusive advisory lock on a file, held until dropped.
+pub struct FileLock(#[allow(dead_code)] std::fs::File);
 
-fn lock_root(root: &Path) -> Result<RootLock, BackupError> {
+/// Takes the lock on `path` (created 0600) without waiting; `busy` is the refusal when
+/// another process holds it.
+fn try_lock_file(path: &Path, busy: impl FnOnce() -> String) -> Result<FileLock, BackupError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let path = root.join(LOCK_FILE);
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .map_err(|e| BackupError::io(path.display(), e))?;
     match f.try_lock() {
-        Ok(()) => Ok(RootLock(f)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(BackupError::Refused(format!(
-            "another backup into {} is running; try again when it has finished",
-            root.display()
-        ))),
+        Ok(()) => Ok(FileLock(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(BackupError::Refused(busy())),
         Err(std::fs::TryLockError::Error(e)) => Err(BackupError::io(path.display(), e)),
     }
+}
+
+/// An exclusive hold on a backup dir.
+fn lock_root(root: &Path) -> Result<FileLock, BackupError> {
+    try_lock_file(&root.join(LOCK_FILE), || {
+        format!(
+            "another backup into {} is running; try again when it has finished",
+            root.display()
+        )
+    })
 }
 
 /// `1.5 MiB`-style sizes for messages.

@@ -118,30 +118,14 @@ fn incomplete(data_dir: &Path, m: &Marker) -> BackupError {
 }
 
 /// An exclusive hold on a data dir: `perch serve` keeps one while it runs.
-pub struct DataDirLock(#[allow(dead_code)] std::fs::File);
+pub type DataDirLock = super::FileLock;
 
 fn lock_data_dir(data_dir: &Path, busy: &str) -> Result<DataDirLock, BackupError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join(SERVE_LOCK);
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| BackupError::io(path.display(), e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(DataDirLock(f)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(BackupError::Refused(format!(
-            "{busy} ({} is in use)",
-            data_dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(BackupError::io(path.display(), e)),
-    }
+    super::try_lock_file(&data_dir.join(SERVE_LOCK), || {
+        format!("{busy} ({} is in use)", data_dir.display())
+    })
 }
 
-/// For `perch serve`: refuse while a restore is pending, and hold the data
-/// dir so a restore cannot run underneath the server.
 pub fn serve_guard(data_dir: &Path) -> Result<DataDirLock, BackupError> {
     files::private_dir_all(data_dir).map_err(|e| BackupError::io(data_dir.display(), e))?;
     let lock = lock_data_dir(

@@ -11,14 +11,22 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::Message(e.to_string()))
 }
 
+/// Which one-time code to mint.
+enum Code {
+    /// For signing a PLC operation (moving out).
+    Plc,
+    /// For createAccount (moving in).
+    Invite,
+}
+
 /// Mints a one-time code on this box's database (the CLI runs beside the server).
-async fn mint(config: &Config, purpose: &'static str) -> Result<String, CliError> {
+async fn mint(config: &Config, code: Code) -> Result<String, CliError> {
     let app = crate::app::App::open(config.clone())
         .await
         .map_err(|e| CliError::Message(e.to_string()))?;
-    let code = match purpose {
-        "plc" => crate::api::identity::new_plc_token(&app).await,
-        _ => {
+    let code = match code {
+        Code::Plc => crate::api::identity::new_plc_token(&app).await,
+        Code::Invite => {
             crate::api::migrate::new_action_token(&app, "invite", crate::api::migrate::INVITE_SECS)
                 .await
         }
@@ -28,7 +36,7 @@ async fn mint(config: &Config, purpose: &'static str) -> Result<String, CliError
 
 /// `perch account invite`.
 pub fn invite(config: &Config) -> Result<(), CliError> {
-    let code = runtime()?.block_on(mint(config, "invite"))?;
+    let code = runtime()?.block_on(mint(config, Code::Invite))?;
     println!("{code}");
     Ok(())
 }
@@ -79,7 +87,7 @@ pub fn run_out(config: &Config, args: OutArgs) -> Result<(), CliError> {
     )?;
     runtime()?.block_on(async {
         // This box signs the PLC operation for itself: mint the one-time code directly.
-        let plc_token = mint(config, "plc").await?;
+        let plc_token = mint(config, Code::Plc).await?;
         let login = {
             let store = crate::store::Store::open(&config.data_dir.join("perch.sqlite"))
                 .map_err(|e| CliError::Message(e.to_string()))?;
@@ -121,7 +129,7 @@ pub fn run_in(
         &format!("password for {from} on the old PDS"),
     )?;
     let rt = runtime()?;
-    let invite_code = Some(rt.block_on(mint(config, "invite"))?);
+    let invite_code = Some(rt.block_on(mint(config, Code::Invite))?);
     let opts = InOptions {
         invite_code,
         from,

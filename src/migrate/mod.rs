@@ -55,13 +55,15 @@ enum PlcCode {
     Minted(String),
 }
 
-/// One move: sessions on `old`, the account to create on `new`.
+/// One move: `login` signs in on `old`; the account is created on `new`.
 struct Move {
     net: Net,
     old: Pds,
     new: Pds,
-    did: String,
-    handle: String,
+    /// DID or handle on the old PDS.
+    login: String,
+    /// Handle and email for the new account; by default the old session's.
+    handle: Option<String>,
     email: Option<String>,
     password: String,
     invite_code: Option<String>,
@@ -150,30 +152,13 @@ pub async fn migrate_in(opts: InOptions) -> Result<String, MigrateError> {
             )));
         }
     };
-    let old = Pds::new(&net, &old_url);
-    say(format!("moving {did} from {} to {}", old.url, new.url));
-
-    // 1. Sessions: the old server, then this one (creating the account on first run).
-    let old_session = retry("login to the old PDS", || {
-        old.procedure(
-            "com.atproto.server.createSession",
-            Some(&json!({ "identifier": did, "password": opts.password })),
-        )
-    })
-    .await?;
-    let old = old.with_token(field(&old_session, "accessJwt")?);
-    let handle = field(&old_session, "handle")?.to_owned();
-    let email = old_session
-        .get("email")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
     move_account(Move {
-        net,
-        old,
+        net: net.clone(),
+        old: Pds::new(&net, &old_url),
         new,
-        did,
-        handle,
-        email,
+        login: did,
+        handle: None,
+        email: None,
         password: opts.password.clone(),
         invite_code: opts.invite_code.clone(),
         plc: PlcCode::Emailed(opts.plc_token.clone()),
@@ -190,35 +175,13 @@ pub async fn migrate_out(opts: OutOptions) -> Result<String, MigrateError> {
     if here.url == new.url {
         return Err(step("--to names this server"));
     }
-    let session = here
-        .procedure(
-            "com.atproto.server.createSession",
-            Some(&json!({ "identifier": opts.login, "password": opts.password })),
-        )
-        .await?;
-    let did = field(&session, "did")?.to_owned();
-    let handle = opts.handle.clone().unwrap_or_else(|| {
-        session
-            .get("handle")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    });
-    let email = opts.email.clone().or_else(|| {
-        session
-            .get("email")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    });
-    let old = here.with_token(field(&session, "accessJwt")?);
-    say(format!("moving {did} from {} to {}", old.url, new.url));
     move_account(Move {
-        net,
-        old,
+        net: net.clone(),
+        old: here,
         new,
-        did,
-        handle,
-        email,
+        login: opts.login.clone(),
+        handle: opts.handle.clone(),
+        email: opts.email.clone(),
         password: opts.password.clone(),
         invite_code: opts.invite_code.clone(),
         plc: PlcCode::Minted(opts.plc_token.clone()),
@@ -232,7 +195,7 @@ async fn move_account(m: Move) -> Result<String, MigrateError> {
         net,
         old,
         new,
-        did,
+        login,
         handle,
         email,
         password,
@@ -240,6 +203,30 @@ async fn move_account(m: Move) -> Result<String, MigrateError> {
         plc,
         plc_url,
     } = m;
+    // 1. Sessions: the old server, then this one (creating the account on first run).
+    let old_session = retry("login to the old PDS", || {
+        old.procedure(
+            "com.atproto.server.createSession",
+            Some(&json!({ "identifier": login, "password": password })),
+        )
+    })
+    .await?;
+    let old = old.with_token(field(&old_session, "accessJwt")?);
+    let did = field(&old_session, "did")?.to_owned();
+    if login.starts_with("did:") && did != login {
+        return Err(step(format!("the old PDS logged in {did}, not {login}")));
+    }
+    let handle = match handle {
+        Some(h) => h,
+        None => field(&old_session, "handle")?.to_owned(),
+    };
+    let email = email.or_else(|| {
+        old_session
+            .get("email")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    say(format!("moving {did} from {} to {}", old.url, new.url));
     let new = match new
         .procedure(
             "com.atproto.server.createSession",
