@@ -36,10 +36,35 @@ fn other(e: impl std::fmt::Display) -> AccountError {
 
 /// Create the account. Safe to re-run after a failure: keys persist and
 /// PLC signing is deterministic, so a retry registers the same DID.
+/// The new account's password: as typed, or already hashed by the owner.
+#[derive(Clone)]
+pub enum NewPassword {
+    Plain(String),
+    /// An argon2id PHC string (checked with [`crate::auth::check_password_hash`]).
+    Hash(String),
+}
+
 pub async fn create(
     app: &Arc<App>,
     handle: &str,
     password: &str,
+    email: Option<String>,
+    method: DidMethod,
+) -> Result<Account, AccountError> {
+    create_with(
+        app,
+        handle,
+        NewPassword::Plain(password.to_owned()),
+        email,
+        method,
+    )
+    .await
+}
+
+pub async fn create_with(
+    app: &Arc<App>,
+    handle: &str,
+    password: NewPassword,
     email: Option<String>,
     method: DidMethod,
 ) -> Result<Account, AccountError> {
@@ -48,11 +73,19 @@ pub async fn create(
     if let Some(a) = app.account().await.map_err(other)? {
         return Err(AccountError::Exists(a.did));
     }
-    let pw = password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw, &mut OsRng))
-        .await
-        .map_err(other)?
-        .map_err(|e| AccountError::Invalid(e.to_string()))?;
+    let hash = match password {
+        NewPassword::Plain(pw) => {
+            tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw, &mut OsRng))
+                .await
+                .map_err(other)?
+                .map_err(|e| AccountError::Invalid(e.to_string()))?
+        }
+        NewPassword::Hash(phc) => {
+            crate::auth::check_password_hash(&phc)
+                .map_err(|e| AccountError::Invalid(e.to_string()))?;
+            phc
+        }
+    };
     let did = match method {
         DidMethod::Web => crate::api::identity::web_did(
             &app.config.hostname,

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod crawl;
 pub mod crypto;
+pub mod firstboot;
 pub mod fsutil;
 pub mod http;
 pub mod identity;

@@ -354,4 +354,17 @@ fn root_is_stopped_from_touching_the_service_users_data_dir() {
         std::fs::read_dir(&data).unwrap().next().is_none(),
         "nothing was created"
     );
+    // Reading the config is allowed: the SD image's units check it as root.
+    let o = perch_in(
+        dir.path(),
+        &[
+            "config",
+            "check",
+            "--dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }

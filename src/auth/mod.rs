@@ -14,7 +14,7 @@ pub mod tokens;
 
 pub use app_password::{looks_like_app_password, validate_app_password_name};
 pub use limiter::{LimiterConfig, LoginLimiter, RetryAfter};
-pub use password::{hash_password, hash_password_with, verify_password};
+pub use password::{check_password_hash, hash_password, hash_password_with, verify_password};
 pub use service_auth::mint_service_auth;
 pub use tokens::{
     AccessClaims, RefreshClaims, Scope, mint_access, mint_refresh, new_jti, verify_access,

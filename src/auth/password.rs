@@ -70,6 +70,37 @@ pub fn hash_password_with(
         .map_err(|e| AuthError::Hash(e.to_string()))
 }
 
+/// Checks a hash given by the owner instead of a password (the SD-card image's
+/// `password_hash`): argon2id, costs within what we agree to verify (a 4 GiB memory cost
+/// would make every login exhaust a small board), and costs at least ours, so a weak
+/// hash does not slip in.
+pub fn check_password_hash(phc: &str) -> Result<(), AuthError> {
+    let bad = |why: &str| AuthError::Hash(format!("password hash: {why}"));
+    let hash = PasswordHash::new(phc).map_err(|e| bad(&e.to_string()))?;
+    if hash.algorithm != Algorithm::Argon2id.ident() {
+        return Err(bad("only argon2id ($argon2id$…) is accepted"));
+    }
+    let params = Params::try_from(&hash).map_err(|e| bad(&e.to_string()))?;
+    if params.m_cost() > MAX_VERIFY_M_COST_KIB
+        || params.t_cost() > MAX_VERIFY_T_COST
+        || params.p_cost() > MAX_VERIFY_P_COST
+    {
+        return Err(bad(&format!(
+            "costs above m={MAX_VERIFY_M_COST_KIB},t={MAX_VERIFY_T_COST},p={MAX_VERIFY_P_COST}"
+        )));
+    }
+    if params.m_cost() < ARGON2_M_COST_KIB || params.t_cost() < ARGON2_T_COST {
+        return Err(bad(&format!(
+            "costs below m={ARGON2_M_COST_KIB},t={ARGON2_T_COST}: make it with e.g. \
+             `argon2 SALT -id -m 15 -t 2 -e`"
+        )));
+    }
+    if hash.hash.is_none() {
+        return Err(bad("no hash value"));
+    }
+    Ok(())
+}
+
 /// Checks `password` against a stored PHC string. Returns false for a wrong password
 /// and for anything it cannot use: a malformed string, another algorithm, or costs
 /// beyond the verify bounds. Never panics. The final comparison is constant-time
@@ -122,6 +153,34 @@ mod tests {
     /// Smallest costs argon2 allows: keeps the tests fast.
     fn tiny(pw: &str) -> String {
         hash_password_with(pw, 8, 1, 1, &mut OsRng).expect("hash")
+    }
+
+    #[test]
+    fn owner_given_hashes_are_checked() {
+        let ours = hash_password("a fine password", &mut OsRng).unwrap();
+        check_password_hash(&ours).unwrap();
+        let too_cheap = tiny("a fine password");
+        assert!(
+            check_password_hash(&too_cheap)
+                .unwrap_err()
+                .to_string()
+                .contains("below")
+        );
+        let too_costly = ours.replace("m=19456", "m=4194304");
+        assert!(
+            check_password_hash(&too_costly)
+                .unwrap_err()
+                .to_string()
+                .contains("above")
+        );
+        let other_kind = ours.replace("$argon2id$", "$argon2i$");
+        assert!(
+            check_password_hash(&other_kind)
+                .unwrap_err()
+                .to_string()
+                .contains("argon2id")
+        );
+        assert!(check_password_hash("hunter2").is_err());
     }
 
     /// An RNG that fails the test if touched: hashing draws the salt first, so a

@@ -50,6 +50,9 @@ pub struct InitArgs {
     /// --password-stdin or PERCH_PASSWORD)
     #[arg(long, env = "PERCH_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// An argon2id hash (PHC string, e.g. from the `argon2` tool) instead of the password
+    #[arg(long, value_name = "PHC", conflicts_with_all = ["password", "password_stdin"])]
+    pub password_hash: Option<String>,
     /// DID method [default: plc, or web when no PLC directory is configured]
     #[arg(long, value_enum)]
     pub did_method: Option<DidMethod>,
@@ -83,10 +86,29 @@ struct Answers {
     hostname: String,
     handle: String,
     email: Option<String>,
-    password: String,
+    password: account::NewPassword,
 }
 
 fn run(args: InitArgs, global: &GlobalArgs) -> Result<(), InitError> {
+    print!("{}", run_with(args, global, Vec::new())?);
+    Ok(())
+}
+
+/// `perch init` as the SD-card image's first boot runs it: `extra` are more config keys
+/// with their values already in TOML syntax. Returns the next steps for the owner.
+pub(crate) fn run_with_settings(
+    args: InitArgs,
+    global: &GlobalArgs,
+    extra: Vec<(String, String)>,
+) -> Result<String, String> {
+    run_with(args, global, extra).map_err(|InitError(e)| e)
+}
+
+fn run_with(
+    args: InitArgs,
+    global: &GlobalArgs,
+    extra: Vec<(String, String)>,
+) -> Result<String, InitError> {
     if global.dev {
         return Err(InitError(
             "--dev needs no init: `perch serve --dev` makes its own test account".into(),
@@ -105,17 +127,18 @@ fn run(args: InitArgs, global: &GlobalArgs) -> Result<(), InitError> {
 
     // Flags that change where things are must end up in the file, or `perch serve` would
     // look elsewhere.
-    let mut settings = vec![("hostname", answers.hostname.clone())];
+    let mut settings = vec![("hostname".to_owned(), quote(&answers.hostname))];
     if let Some(email) = &answers.email {
-        settings.push(("acme_email", email.clone()));
+        settings.push(("acme_email".to_owned(), quote(email)));
     }
     if let Some(dir) = &global.data_dir {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-        settings.push(("data_dir", dir.to_string_lossy().into_owned()));
+        settings.push(("data_dir".to_owned(), quote(&dir.to_string_lossy())));
     }
     if let Some(listen) = &global.listen {
-        settings.push(("listen", listen.clone()));
+        settings.push(("listen".to_owned(), quote(listen)));
     }
+    settings.extend(extra);
     let text = render_config(CONFIG_TEMPLATE, &settings);
     let config = load_with(&config_path, &text, global)?;
 
@@ -151,12 +174,7 @@ fn run(args: InitArgs, global: &GlobalArgs) -> Result<(), InitError> {
     })?;
     drop(rt);
     give_to_service_user(&config.data_dir);
-
-    print!(
-        "{}",
-        next_steps(&config, &config_path, &answers.handle, &did)
-    );
-    Ok(())
+    Ok(next_steps(&config, &config_path, &answers.handle, &did))
 }
 
 async fn create_account(
@@ -164,7 +182,7 @@ async fn create_account(
     a: &Answers,
     method: account::DidMethod,
 ) -> Result<String, InitError> {
-    match account::create(app, &a.handle, &a.password, a.email.clone(), method).await {
+    match account::create_with(app, &a.handle, a.password.clone(), a.email.clone(), method).await {
         Ok(acct) => {
             println!("created account {} ({})", acct.handle, acct.did);
             Ok(acct.did)
@@ -189,14 +207,22 @@ fn from_flags(args: &InitArgs, stdin: &mut impl io::BufRead) -> Result<Answers, 
     let hostname = check_hostname(hostname)?;
     let handle = check_handle(args.handle.as_deref().unwrap_or(&hostname))?;
     let email = args.acme_email.as_deref().map(check_email).transpose()?;
-    let password = if args.password_stdin {
-        read_line(stdin)?.ok_or_else(|| InitError("--password-stdin: no input".into()))?
+    let password = if let Some(phc) = &args.password_hash {
+        crate::auth::check_password_hash(phc).map_err(|e| InitError(e.to_string()))?;
+        account::NewPassword::Hash(phc.clone())
     } else {
-        args.password.clone().ok_or_else(|| {
-            InitError("no password: pipe it in with --password-stdin or set PERCH_PASSWORD".into())
-        })?
+        let password = if args.password_stdin {
+            read_line(stdin)?.ok_or_else(|| InitError("--password-stdin: no input".into()))?
+        } else {
+            args.password.clone().ok_or_else(|| {
+                InitError(
+                    "no password: pipe it in with --password-stdin or set PERCH_PASSWORD".into(),
+                )
+            })?
+        };
+        check_password(&password)?;
+        account::NewPassword::Plain(password)
     };
-    check_password(&password)?;
     Ok(Answers {
         hostname,
         handle,
@@ -242,14 +268,20 @@ fn ask(args: &InitArgs, stdin: &mut impl io::BufRead) -> Result<Answers, InitErr
             (!e.is_empty()).then_some(e)
         }
     };
-    let password = if args.password_stdin {
-        read_line(stdin)?.ok_or_else(|| InitError("--password-stdin: no input".into()))?
-    } else if let Some(p) = &args.password {
-        p.clone()
+    let password = if let Some(phc) = &args.password_hash {
+        crate::auth::check_password_hash(phc).map_err(|e| InitError(e.to_string()))?;
+        account::NewPassword::Hash(phc.clone())
     } else {
-        ask_password(stdin)?
+        let password = if args.password_stdin {
+            read_line(stdin)?.ok_or_else(|| InitError("--password-stdin: no input".into()))?
+        } else if let Some(p) = &args.password {
+            p.clone()
+        } else {
+            ask_password(stdin)?
+        };
+        check_password(&password)?;
+        account::NewPassword::Plain(password)
     };
-    check_password(&password)?;
     Ok(Answers {
         hostname,
         handle,
@@ -381,9 +413,9 @@ fn check_password(p: &str) -> Result<(), InitError> {
     Ok(())
 }
 
-/// The template with `#key = …` lines for the given keys replaced by real settings; keys
-/// the template lacks are appended.
-pub fn render_config(template: &str, settings: &[(&str, String)]) -> String {
+/// The template with `#key = …` lines for the given keys replaced by real settings (values
+/// in TOML syntax); keys the template lacks are appended.
+pub fn render_config(template: &str, settings: &[(String, String)]) -> String {
     let mut out = String::with_capacity(template.len() + 64);
     let mut done = vec![false; settings.len()];
     for line in template.lines() {
@@ -391,10 +423,10 @@ pub fn render_config(template: &str, settings: &[(&str, String)]) -> String {
             .strip_prefix('#')
             .and_then(|rest| rest.split_once('='))
             .map(|(k, _)| k.trim());
-        match commented_key.and_then(|k| settings.iter().position(|(name, _)| *name == k)) {
+        match commented_key.and_then(|k| settings.iter().position(|(name, _)| name == k)) {
             Some(i) if !done[i] => {
                 let (name, value) = &settings[i];
-                out.push_str(&format!("{name} = {}\n", quote(value)));
+                out.push_str(&format!("{name} = {value}\n"));
                 done[i] = true;
             }
             _ => {
@@ -405,14 +437,14 @@ pub fn render_config(template: &str, settings: &[(&str, String)]) -> String {
     }
     for ((name, value), done) in settings.iter().zip(done) {
         if !done {
-            out.push_str(&format!("{name} = {}\n", quote(value)));
+            out.push_str(&format!("{name} = {value}\n"));
         }
     }
     out
 }
 
 /// A TOML basic string.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -624,8 +656,8 @@ mod tests {
         let out = render_config(
             t,
             &[
-                ("hostname", "pds.example.com".into()),
-                ("data_dir", "/srv/a \"b\"".into()),
+                ("hostname".into(), quote("pds.example.com")),
+                ("data_dir".into(), quote("/srv/a \"b\"")),
             ],
         );
         assert_eq!(

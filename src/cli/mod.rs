@@ -5,8 +5,10 @@ pub mod backup_cmd;
 pub mod commands;
 pub mod config_cmd;
 pub mod doctor;
+pub mod firstboot_cmd;
 pub mod init;
 pub mod migrate_cmd;
+pub mod welcome;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -54,6 +56,10 @@ pub enum Command {
     Init(init::InitArgs),
     /// Run the server
     Serve,
+    /// SD-card image: apply perch.toml from the boot partition (run at boot, before perch)
+    Firstboot(firstboot_cmd::FirstbootArgs),
+    /// SD-card image: the setup page shown on the home network until perch is set up
+    Welcome(welcome::WelcomeArgs),
     /// Manage the account
     #[command(subcommand)]
     Account(AccountCommand),
@@ -251,8 +257,12 @@ pub fn main_entry() -> ExitCode {
         }
     };
     // init writes the config file that loading would otherwise require.
-    if let Command::Init(args) = cli.command {
-        return init::main(args, &cli.global);
+    // These run before there is a config to load.
+    match cli.command {
+        Command::Init(args) => return init::main(args, &cli.global),
+        Command::Firstboot(args) => return firstboot_cmd::main(args, &cli.global),
+        Command::Welcome(args) => return welcome::main(args),
+        _ => {}
     }
     let config = match Config::load(&cli.global) {
         Ok(config) => config,
@@ -262,7 +272,9 @@ pub fn main_entry() -> ExitCode {
         }
     };
     init_logging(&config.log);
-    if let Some(owner) = foreign_owner(&config.data_dir) {
+    // Reading the config writes nothing; the image's units check it as root.
+    let writes = !matches!(cli.command, Command::Config(_));
+    if let Some(owner) = foreign_owner(&config.data_dir).filter(|_| writes) {
         eprintln!(
             "perch: {} belongs to uid {owner}, not to you (root); files made now would be \
              unreadable for the service. Run it as the owner: sudo -u perch perch …",
@@ -281,7 +293,9 @@ pub fn main_entry() -> ExitCode {
 
 fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliError> {
     match command {
-        Command::Init(_) => unreachable!("dispatched before the config is loaded"),
+        Command::Init(_) | Command::Firstboot(_) | Command::Welcome(_) => {
+            unreachable!("dispatched before the config is loaded")
+        }
         Command::Serve => commands::serve(config),
         Command::Doctor => doctor::run(&config),
         Command::Migrate(MigrateCommand::In {

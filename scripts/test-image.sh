@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Boots the SD-card image under QEMU and checks it the way an owner would use it.
+#
+#   scripts/test-image.sh IMAGE(.img or .img.xz)
+#
+# 1. A perch.toml (hostname, password, SSH key, plain HTTP for the test) is put onto the
+#    image's FAT partition with mtools; the disk is made 1 GiB bigger, like a larger card.
+# 2. First boot under qemu-system-aarch64 -M virt (the image's own kernel and initrd, the
+#    image as a virtio disk, user networking with ports forwarded on loopback): the
+#    config is applied, the root partition grown, perch.service active, /xrpc/_health and
+#    a login with the configured password answer. Prints boot-to-healthy seconds.
+# 3. Power cut: a burst of createRecord calls, QEMU killed mid-burst, boot again: every
+#    acknowledged record must still be there with the same CID.
+# Environment: TEST_IMAGE_KEEP=1 keeps the work dir; QEMU_SMP (default 2), QEMU_MEM (1024).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { echo "[test-image] $*" >&2; }
+fail() { echo "[test-image] FAIL: $*" >&2; [[ -n ${console:-} && -e $console ]] && tail -40 "$console" >&2; exit 1; }
+
+src=${1:?usage: scripts/test-image.sh IMAGE}
+for pair in qemu-system-aarch64:qemu-system-arm mcopy:mtools sfdisk:fdisk curl:curl \
+            jq:jq ssh-keygen:openssh-client ssh:openssh-client xz:xz-utils; do
+  if ! command -v "${pair%%:*}" >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pair#*:}" >/dev/null
+  fi
+done
+
+work=$(mktemp -d)
+qemu_pid=
+cleanup() {
+  [[ -n $qemu_pid ]] && kill -9 "$qemu_pid" 2>/dev/null || true
+  if [[ ${TEST_IMAGE_KEEP:-} == 1 ]]; then say "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+img=$work/disk.img
+if [[ $src == *.xz ]]; then xz -dc "$src" >"$img"; else cp --sparse=always "$src" "$img"; fi
+orig_bytes=$(stat -c %s "$img")
+truncate -s +1G "$img"
+
+# The FAT partition's byte offset, for mtools' IMAGE@@OFFSET.
+boot_off=$(($(sfdisk -J "$img" | jq '.partitiontable.partitions[0].start') * 512))
+fat="$img@@$boot_off"
+kernel=$(mdir -b -i "$fat" ::/ | sed -n 's|^::/\(vmlinuz-.*\)|\1|p' | sort -V | tail -1)
+initrd=$(mdir -b -i "$fat" ::/ | sed -n 's|^::/\(initrd.img-.*\)|\1|p' | sort -V | tail -1)
+[[ -n $kernel && -n $initrd ]] || fail "no kernel/initrd on the boot partition"
+mcopy -n -i "$fat" "::/$kernel" "$work/vmlinuz"
+mcopy -n -i "$fat" "::/$initrd" "$work/initrd"
+say "kernel $kernel, initrd $initrd"
+
+password="flash and go $RANDOM$RANDOM"
+ssh-keygen -q -t ed25519 -N '' -C perch-image-test -f "$work/key"
+cat >"$work/perch.toml" <<TOML
+hostname = "pds.example.com"
+password = "$password"
+email = "owner@example.com"
+ssh_key = "$(cat "$work/key.pub")"
+
+# No DNS, no certificate and no PLC directory inside the test: plain HTTP and did:web.
+[perch]
+tls = "off"
+listen = "0.0.0.0:80"
+plc_url = ""
+relays = []
+TOML
+mcopy -o -i "$fat" "$work/perch.toml" ::/perch.toml
+
+port_http=$((20000 + RANDOM % 20000))
+port_ssh=$((port_http + 1))
+console=$work/console.log
+boot() { # starts QEMU on the disk; sets qemu_pid
+  : >"$console"
+  qemu-system-aarch64 -M virt -cpu cortex-a72 -smp "${QEMU_SMP:-2}" -m "${QEMU_MEM:-1024}" \
+    -kernel "$work/vmlinuz" -initrd "$work/initrd" \
+    -append "root=LABEL=PERCHROOT rw rootwait console=ttyAMA0 net.ifnames=0" \
+    -drive "file=$img,format=raw,if=virtio" \
+    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port_http-:80,hostfwd=tcp:127.0.0.1:$port_ssh-:22" \
+    -device virtio-net-pci,netdev=n0 \
+    -display none -monitor none -serial "file:$console" &
+  qemu_pid=$!
+}
+url=http://127.0.0.1:$port_http
+wait_healthy() { # seconds limit; prints seconds taken
+  local t0=$SECONDS
+  while ((SECONDS - t0 < $1)); do
+    kill -0 "$qemu_pid" 2>/dev/null || fail "QEMU exited"
+    if [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url/xrpc/_health") == 200 ]]; then
+      echo $((SECONDS - t0)); return 0
+    fi
+    sleep 1
+  done
+  fail "perch not healthy after $1 s"
+}
+vm() { ssh -q -i "$work/key" -p "$port_ssh" -o StrictHostKeyChecking=no \
+         -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 root@127.0.0.1 "$@"; }
+
+# --- first boot ----------------------------------------------------------------------
+say "first boot (QEMU TCG, ${QEMU_SMP:-2} CPUs)"
+boot
+first=$(wait_healthy 600)
+say "boot to healthy: $first s (first boot: grow root, apply perch.toml, create account)"
+
+session=$(curl -sf --max-time 30 -H 'content-type: application/json' \
+  -d "{\"identifier\":\"pds.example.com\",\"password\":\"$password\"}" \
+  "$url/xrpc/com.atproto.server.createSession") || fail "login with the configured password"
+jwt=$(jq -r .accessJwt <<<"$session")
+did=$(jq -r .did <<<"$session")
+[[ $did == did:web:pds.example.com ]] || fail "unexpected DID $did"
+say "logged in as $did"
+
+# What first boot did, seen from inside.
+vm true || fail "ssh with the key from perch.toml"
+[[ $(vm systemctl is-active perch.service) == active ]] || fail "perch.service not active"
+[[ $(vm systemctl is-active perch-welcome.service || true) != active ]] || fail "setup page still up"
+vm test ! -e /boot/firmware/perch.toml || fail "perch.toml still on the boot partition"
+vm grep -q 'hostname = "pds.example.com"' /boot/firmware/perch-applied.toml || fail "no perch-applied.toml"
+! vm grep -rqF "$password" /boot/firmware || fail "the password is still on the boot partition"
+vm grep -q "created on this box" /boot/firmware/perch-setup.txt || fail "perch-setup.txt"
+root_bytes=$(vm lsblk -bno SIZE /dev/vda2)
+((root_bytes > orig_bytes - 260 * 1024 * 1024 + 900 * 1024 * 1024)) || fail "root partition not grown ($root_bytes)"
+fs_bytes=$(vm df -B1 --output=size / | tail -1)
+((fs_bytes > root_bytes * 9 / 10)) || fail "root filesystem not grown ($fs_bytes of $root_bytes)"
+[[ $(vm hostname) == perch ]] || fail "hostname"
+vm "resolvectl mdns" | grep -q yes || fail "mDNS (perch.local) not on"
+[[ $(vm findmnt -no OPTIONS /) == *noatime* ]] || fail "root not noatime"
+! vm swapon --show --noheadings | grep -q . || fail "swap is on"
+say "first boot applied: root grown to $((fs_bytes / 1024 / 1024)) MiB, ssh on, secrets scrubbed"
+
+# --- power cut during writes ---------------------------------------------------------
+acked=$work/acked.txt
+: >"$acked"
+writer() {
+  local i=0
+  while :; do
+    i=$((i + 1))
+    r=$(curl -s --max-time 20 -H "authorization: Bearer $jwt" -H 'content-type: application/json' \
+      -d "{\"repo\":\"$did\",\"collection\":\"app.bsky.feed.post\",\"record\":{\"\$type\":\"app.bsky.feed.post\",\"text\":\"power cut test $i\",\"createdAt\":\"2026-11-27T00:00:00.000Z\"}}" \
+      "$url/xrpc/com.atproto.repo.createRecord") || continue
+    # Only a 200 with a URI and CID counts as acknowledged.
+    jq -er '"\(.uri) \(.cid)"' <<<"$r" >>"$acked" 2>/dev/null || true
+  done
+}
+writer &
+writer_pid=$!
+cut_after=$((4 + RANDOM % 6))
+sleep "$cut_after"
+kill -9 "$qemu_pid"
+wait "$qemu_pid" 2>/dev/null || true
+kill "$writer_pid" 2>/dev/null; wait "$writer_pid" 2>/dev/null || true
+n_acked=$(wc -l <"$acked")
+((n_acked > 0)) || fail "no write was acknowledged before the cut"
+say "pulled the plug after $cut_after s with $n_acked acknowledged writes"
+
+say "second boot"
+boot
+second=$(wait_healthy 600)
+say "boot to healthy after the power cut: $second s"
+lost=0
+while read -r uri cid; do
+  rkey=${uri##*/}
+  got=$(curl -s --max-time 20 "$url/xrpc/com.atproto.repo.getRecord?repo=$did&collection=app.bsky.feed.post&rkey=$rkey" | jq -r .cid)
+  if [[ $got != "$cid" ]]; then
+    lost=$((lost + 1)); say "LOST $uri (want $cid, got $got)"
+  fi
+done <"$acked"
+vm "journalctl -b -u perch --no-pager" >"$work/perch.log" || true
+grep -qi panick "$work/perch.log" && fail "perch panicked after the power cut"
+echo "image: boot_to_healthy_s=$first second_boot_s=$second powercut_acked=$n_acked powercut_lost=$lost"
+((lost == 0)) || fail "$lost acknowledged writes lost in the power cut"
+say "OK"
