@@ -113,7 +113,7 @@ vm true || fail "ssh with the key from perch.toml"
 [[ $(vm systemctl is-active perch-welcome.service || true) != active ]] || fail "setup page still up"
 vm test ! -e /boot/firmware/perch.toml || fail "perch.toml still on the boot partition"
 vm grep -q 'hostname = "pds.example.com"' /boot/firmware/perch-applied.toml || fail "no perch-applied.toml"
-! vm grep -rqF "$password" /boot/firmware || fail "the password is still on the boot partition"
+! vm "grep -rqF '$password' /boot/firmware" || fail "the password is still on the boot partition"
 vm grep -q "created on this box" /boot/firmware/perch-setup.txt || fail "perch-setup.txt"
 root_bytes=$(vm lsblk -bno SIZE /dev/vda2)
 ((root_bytes > orig_bytes - 260 * 1024 * 1024 + 900 * 1024 * 1024)) || fail "root partition not grown ($root_bytes)"
@@ -147,6 +147,11 @@ kill -9 "$qemu_pid"
 wait "$qemu_pid" 2>/dev/null || true
 kill "$writer_pid" 2>/dev/null; wait "$writer_pid" 2>/dev/null || true
 n_acked=$(wc -l <"$acked")
+# What first boot left on the FAT partition must be on the disk, not in a page cache.
+mtype -i "$fat" ::/perch-applied.toml | grep -q 'hostname = "pds.example.com"' ||
+  fail "perch-applied.toml is not on the disk"
+mtype -i "$fat" ::/perch-setup.txt | grep -q "created on this box" || fail "perch-setup.txt is not on the disk"
+! mdir -b -i "$fat" ::/ | grep -qx '::/perch.toml' || fail "perch.toml is still on the disk"
 ((n_acked > 0)) || fail "no write was acknowledged before the cut"
 say "pulled the plug after $cut_after s with $n_acked acknowledged writes"
 

@@ -29,7 +29,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all()?;
     drop(f);
     fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()
+    fs::File::open(dir)?.sync_all()?;
+    // On FAT (the SD image's boot partition) a renamed file's size and first cluster
+    // live in its new directory entry, which the kernel writes with the file's inode,
+    // not with the directory: without this a power cut leaves an empty file.
+    fs::File::open(path)?.sync_all()
 }
 
 /// Creates `dir` (and parents) and makes it private (0700).
