@@ -18,6 +18,7 @@ pub mod config;
 pub mod crawl;
 pub mod crypto;
 pub mod fsutil;
+pub mod health;
 pub mod http;
 pub mod identity;
 pub mod keys;
