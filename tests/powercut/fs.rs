@@ -274,12 +274,6 @@ impl Inner {
         i
     }
 
-    fn forget_path(&mut self, path: &Path) {
-        if let Some(i) = self.inos.remove(path) {
-            self.paths.remove(&i);
-        }
-    }
-
     /// Everything at or under `from` is now at the same place under `to`.
     fn moved(&mut self, from: &Path, to: &Path) {
         let moving: Vec<(PathBuf, u64)> = self
@@ -338,20 +332,19 @@ impl Inner {
     /// the last sync.
     fn undo_for(&mut self, file: &File) -> io::Result<&mut DataUndo> {
         let m = file.metadata()?;
-        let key = m.ino();
-        if !self.data.contains_key(&key) {
-            let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
-            let own = OpenOptions::new().read(true).write(true).open(path)?;
-            self.data.insert(
-                key,
-                DataUndo {
+        let undo = match self.data.entry(m.ino()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
+                let own = OpenOptions::new().read(true).write(true).open(path)?;
+                e.insert(DataUndo {
                     file: own,
                     synced_len: m.size(),
                     pages: BTreeMap::new(),
-                },
-            );
-        }
-        Ok(self.data.get_mut(&key).expect("inserted above"))
+                })
+            }
+        };
+        Ok(undo)
     }
 
     /// Save the synced bytes of every page in `[from, to)` not saved yet.
