@@ -15,7 +15,7 @@
 //!
 //! `cargo test --test powercut` runs 3 FULL rounds and 5 NORMAL ones (a
 //! NORMAL round loses nothing when the kill lands just after a checkpoint:
-//! 5 of 30 did when measured, so 5 rounds all lossless is a ~1e-4 chance);
+//! 15 of 80 did when measured, so 5 rounds all lossless is a ~3e-4 chance);
 //! `POWERCUT_ROUNDS=50` is the long mode (`scripts/reliability.sh`), with as
 //! many NORMAL rounds. `POWERCUT_NORMAL_ROUNDS` overrides the NORMAL count;
 //! `POWERCUT_SEED` replays a run.
