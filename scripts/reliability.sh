@@ -5,12 +5,14 @@
 #   CRASH_ROUNDS   kill -9 rounds (default 100)
 #   CORRUPT_ROUNDS random byte-flip starts (default 200)
 #   FUZZ_MINUTES   per fuzz target (default 10; 0 skips fuzzing)
+#   POWERCUT_ROUNDS power cuts with unsynced data dropped, per sync mode (default 50)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export ATPROTO_INTEROP_DIR=${ATPROTO_INTEROP_DIR:-$(cd .. && pwd)/shared/interop}
 crash_rounds=${CRASH_ROUNDS:-100}
 corrupt_rounds=${CORRUPT_ROUNDS:-200}
 fuzz_minutes=${FUZZ_MINUTES:-10}
+powercut_rounds=${POWERCUT_ROUNDS:-50}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -27,6 +29,9 @@ run crash env PERCH_CRASH_ROUNDS="$crash_rounds" cargo test --locked --test cras
 run corrupt env PERCH_CORRUPT_ROUNDS="$corrupt_rounds" cargo test --locked --test corrupt_db -- --nocapture
 run jwt cargo test --locked --test jwt_attacks -- --nocapture
 run ssrf cargo test --locked --test ssrf -- --nocapture
+run powercut env POWERCUT_ROUNDS="$powercut_rounds" cargo test --locked --test powercut -- --nocapture
+run fiu cargo test --locked --test fiu -- --nocapture
+run restore cargo test --locked --test restore_seq -- --nocapture
 if [ "$fuzz_minutes" -gt 0 ]; then
   cargo build --locked >/dev/null 2>&1 # the CAR seed comes from a real perch
   run fuzz env FUZZ_SECONDS=$((fuzz_minutes * 60)) scripts/fuzz-ci.sh
@@ -41,11 +46,26 @@ nm="not measured yet"
 c_rounds=$(field crash crash: rounds); c_acked=$(field crash crash: acked_writes)
 c_lost=$(field crash crash: lost); c_int=$(field crash crash: integrity_ok)
 c_seq=$(field crash crash: seq_regressions)
-row1=$nm; row3=$nm
+r_before=$(field restore restore: seq_before); r_after=$(field restore restore: first_seq_after)
+r_reg=$(field restore restore: regressions)
+restore_fig="restore test: $nm"
+[ -n "$r_reg" ] && restore_fig="restore test: $r_reg (seq $r_before seen, first after restore $r_after; #identity + #sync sent, rev above)$(status restore)"
+row1=$nm; row3="$restore_fig"
 if [ -n "$c_rounds" ]; then
   row1="$c_lost lost of $c_acked acknowledged writes over $c_rounds kill -9 rounds; integrity_check ok $c_int$(status crash)"
-  row3="$c_seq over $c_rounds kill -9 rounds (restore test: $nm)$(status crash)"
+  row3="$c_seq over $c_rounds kill -9 rounds; $restore_fig$(status crash)"
 fi
+p_rounds=$(field powercut "powercut: mode=full" rounds); p_acked=$(field powercut "powercut: mode=full" acked_writes)
+p_lost=$(field powercut "powercut: mode=full" lost); p_int=$(field powercut "powercut: mode=full" integrity_ok)
+n_rounds=$(field powercut "powercut: mode=normal" rounds); n_lost=$(field powercut "powercut: mode=normal" lost)
+n_lossy=$(field powercut "powercut: mode=normal" lossy_rounds); n_acked=$(field powercut "powercut: mode=normal" acked_writes)
+row2=$nm
+[ -n "$p_rounds" ] && row2="FULL: $p_lost lost of $p_acked acknowledged writes over $p_rounds power cuts, integrity_check ok $p_int; NORMAL: $n_lost lost of $n_acked ($n_lossy of $n_rounds cuts lost writes)$(status powercut)"
+f_points=$(field fiu fiu: points); f_200=$(field fiu fiu: ok_200); f_5xx=$(field fiu fiu: errors_5xx)
+f_lost=$(field fiu fiu: lost_after_200); f_pan=$(field fiu fiu: panics); f_int=$(field fiu fiu: integrity_ok)
+f_unh=$(field fiu fiu: unhealthy)
+row4=$nm
+[ -n "$f_points" ] && row4="$((f_lost + f_pan)) of $f_points Nth-call faults (fsync, write, open, rename; createRecord and uploadBlob): $f_200 answered 200, $f_5xx a clean 5xx, $f_lost lost after 200, $f_pan panics, integrity_check ok $f_int, $f_unh went read-only until restart$(status fiu)"
 row5=$nm
 if [ -e "$out/fuzz.log" ]; then
   row5=$(sed -n 's/^fuzz: target=\([^ ]*\) seconds=\([^ ]*\) execs=\([^ ]*\) crashes=\([^ ]*\)/\1 \3 runs \/ \4 crashes (\2 s);/p' "$out/fuzz.log" | tr '\n' ' ')
@@ -68,9 +88,9 @@ cat <<TABLE
 | # | Figure | Target | perch ($(date -u +%Y-%m-%d), $(nproc) cores) |
 |---|---|---|---|
 | 1 | Acknowledged writes lost in kill -9 loop | **0**; integrity_check ok 100/100 | $row1 |
-| 2 | Acknowledged writes lost after dropping unsynced data (synchronous=FULL) | **0**; >0 with NORMAL | $nm |
+| 2 | Acknowledged writes lost after dropping unsynced data (synchronous=FULL) | **0**; >0 with NORMAL | $row2 |
 | 3 | Seq regressions or duplicates across all crash runs and the restore test | **0** | $row3 |
-| 4 | I/O fault points leading to 200-with-loss, panic or corruption | **0** | $nm |
+| 4 | I/O fault points leading to 200-with-loss, panic or corruption | **0** | $row4 |
 | 5 | Fuzz: inputs run per target / panics / OOMs | ≥ 1M each / **0** / **0** | $row5 |
 | 6 | Malformed-CAR corpus rejections with DB unchanged | 100% | $nm |
 | 7 | SSRF corpus: private-address connections attempted | **0** | $row7 |

@@ -115,6 +115,13 @@ impl BlobStore {
     pub async fn open(root: impl AsRef<Path>) -> io::Result<Self> {
         let root = root.as_ref().to_path_buf();
         create_dir_private(&root.join(TMP_DIR)).await?;
+        // The directories' own names must be durable before any blob in
+        // them is acknowledged: fsyncing a file, or the directory holding
+        // it, does not make the directory's entry in *its* parent durable.
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_dir(parent).await?;
+        }
+        fsync_dir(&root).await?;
         Ok(Self { root })
     }
 
@@ -236,6 +243,8 @@ impl BlobStore {
 
         if exists(&final_path).await? {
             remove_if_present(&temp_path).await?;
+            // It may be there from an upload whose directory fsync failed.
+            fsync_dir(&dir).await?;
             return Ok(final_path);
         }
         if !exists(&dir).await? {

@@ -19,6 +19,7 @@ pub mod crawl;
 pub mod crypto;
 pub mod firstboot;
 pub mod fsutil;
+pub mod health;
 pub mod http;
 pub mod identity;
 pub mod keys;

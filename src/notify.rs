@@ -2,7 +2,7 @@
 //! the listeners are bound, STATUS lines in words, WATCHDOG pings that stop when perch stops
 //! working, STOPPING on shutdown. Without `NOTIFY_SOCKET` every call does nothing.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -20,9 +20,26 @@ pub fn ready(status: &str) {
     send(&[NotifyState::Status(status), NotifyState::Ready]);
 }
 
+/// Set once storage fails; every later status line leads with it.
+static STORAGE_FAILED: OnceLock<String> = OnceLock::new();
+
 /// A one-line status for `systemctl status`.
 pub fn status(status: &str) {
-    send(&[NotifyState::Status(status)]);
+    match STORAGE_FAILED.get() {
+        Some(f) => send(&[NotifyState::Status(&format!("{f}; {status}"))]),
+        None => send(&[NotifyState::Status(status)]),
+    }
+}
+
+/// Waits for a storage failure and puts it in the status line, where `systemctl status
+/// perch` shows it.
+pub async fn watch_storage(app: Arc<App>) {
+    let why = app.writer.health().failed().await;
+    let _ = STORAGE_FAILED.set(format!("STORAGE FAILED ({why}): read-only until restarted"));
+    app.metrics.set_storage_ok(false);
+    if let Some(f) = STORAGE_FAILED.get() {
+        send(&[NotifyState::Status(f)]);
+    }
 }
 
 pub fn stopping() {
@@ -45,7 +62,8 @@ pub async fn watchdog(app: Arc<App>) {
         });
         match tokio::time::timeout(every, probe).await {
             Ok(Ok(_)) => {
-                app.metrics.set_storage_ok(true);
+                app.metrics
+                    .set_storage_ok(app.writer.health().failure().is_none());
                 send(&[NotifyState::Watchdog]);
             }
             Ok(Err(e)) => {

@@ -518,11 +518,12 @@ async fn backup_while_writing_then_restore_holds_every_acknowledged_write() {
         s(&fresh),
     ]);
     assert!(bump.status.success(), "{}", text(&bump));
-    // The head the firehose reports is the bumped counter, so a relay whose
-    // cursor is past the backup's seq is not told its cursor is in the future.
+    // Above the bump, the restored repo is announced (#identity at N, #sync
+    // at N+1), so the head is past the backup's seq and a relay whose cursor
+    // is there is not told its cursor is in the future.
     let status = perch(&["status", "--dev", "--data-dir", s(&fresh)]);
     assert!(
-        text(&status).contains(&format!("last seq {}", next - 1)),
+        text(&status).contains(&format!("last seq {}", next + 1)),
         "{}",
         text(&status)
     );
@@ -556,7 +557,15 @@ async fn backup_while_writing_then_restore_holds_every_acknowledged_write() {
     assert!(text(&busy).contains("stop it first"), "{}", text(&busy));
     assert_eq!(status, 200, "{v}");
     let conn = rusqlite::Connection::open(fresh.join("perch.sqlite")).unwrap();
-    assert_eq!(perch::store::repo::last_seq(&conn).unwrap(), Some(next));
+    assert_eq!(perch::store::repo::last_seq(&conn).unwrap(), Some(next + 2));
+    let kinds: Vec<String> = conn
+        .prepare("SELECT kind FROM event WHERE seq >= ?1 ORDER BY seq")
+        .unwrap()
+        .query_map([next], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(kinds, ["identity", "sync", "commit"]);
     drop(server);
 }
 
@@ -735,7 +744,14 @@ fn restore_refuses_damaged_backups_and_seq_going_backwards() {
         "{names:?}"
     );
     let conn = rusqlite::Connection::open(data.join("perch.sqlite")).unwrap();
-    assert_eq!(perch::store::repo::highest_seq(&conn).unwrap(), 999);
+    // #identity and #sync announce the restored repo from the floor on.
+    assert_eq!(perch::store::repo::highest_seq(&conn).unwrap(), 1001);
+    assert_eq!(
+        perch::store::repo::events_after(&conn, 999, 10)
+            .unwrap()
+            .len(),
+        2
+    );
     drop(conn);
     let (child, _) = spawn_serve(&data);
     stop(child);

@@ -15,10 +15,17 @@ pub fn health() -> Response<Body> {
     )
 }
 
-/// Ready when the database answers, an account exists and, with HTTPS on, a certificate is
-/// being served. `tls` says what the front door is doing either way.
+/// Ready when the database answers, storage has not failed, an account exists and, with
+/// HTTPS on, a certificate is being served. `tls` and `storage` say what the front door
+/// and the disk are doing either way.
 pub async fn readyz(app: &Arc<App>) -> Response<Body> {
     let account = app.account().await;
+    let failure = app.writer.health().failure();
+    let storage = json!({
+        "healthy": failure.is_none(),
+        "error": failure,
+        "writable": failure.is_none(),
+    });
     let tls_on = app.config.tls != crate::config::TlsMode::Off;
     let tls = app.tls.status();
     let tls_json = tls_on.then(|| {
@@ -31,11 +38,24 @@ pub async fn readyz(app: &Arc<App>) -> Response<Body> {
         })
     });
     let (status, body) = match account {
+        Ok(_) if failure.is_some() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({
+                "ready": false,
+                "reason": format!(
+                    "storage failed ({}); read-only until perch is restarted",
+                    failure.unwrap_or_default()
+                ),
+                "storage": storage,
+                "tls": tls_json,
+            }),
+        ),
         Ok(Some(_)) if tls_on && !tls.serving => (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({
                 "ready": false,
                 "reason": format!("no TLS certificate yet: {}", tls.message),
+                "storage": storage,
                 "tls": tls_json,
             }),
         ),
@@ -43,6 +63,7 @@ pub async fn readyz(app: &Arc<App>) -> Response<Body> {
             StatusCode::OK,
             json!({
                 "ready": true,
+                "storage": storage,
                 "tls": tls_json,
                 "did": a.did,
                 "handle": a.handle,

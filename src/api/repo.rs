@@ -27,6 +27,7 @@ fn write_error(e: WriteError) -> XrpcError {
             XrpcError::invalid_request(format!("Could not find blob: {c}"))
         }
         WriteError::NoAccount => XrpcError::lexicon("RepoNotFound", "no account on this server"),
+        WriteError::Store(s) => s.into(),
         other => XrpcError::internal(other),
     }
 }
@@ -444,6 +445,19 @@ pub async fn describe_repo(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
 
 pub async fn upload_blob(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let _session = auth::require_user_or_service(&app, &req, "com.atproto.repo.uploadBlob").await?;
+    let health = app.writer.health();
+    if health.failure().is_some() {
+        return Err(XrpcError::storage_unhealthy());
+    }
+    // A blob file that could not be written or made durable means the disk
+    // failed: the same read-only state as a failed commit.
+    let blob_failure = |e: crate::blobs::BlobError| match e {
+        crate::blobs::BlobError::Io(io) if crate::health::io_failure(&io) => {
+            health.fail(format!("blob write failed: {io}"));
+            XrpcError::storage_unhealthy()
+        }
+        other => XrpcError::internal(other),
+    };
     let mime = req
         .header("content-type")
         .map(|s| s.split(';').next().unwrap_or("").trim().to_owned())
@@ -469,14 +483,14 @@ pub async fn upload_blob(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
             XrpcError::invalid_request("body length does not match Content-Length")
         }
         crate::blobs::BlobError::Body(_) => XrpcError::invalid_request("could not read the upload"),
-        other => XrpcError::internal(other),
+        other => blob_failure(other),
     })?;
     // The file is durable under its content address before the row exists,
     // so a row never points at a missing file.
     app.blobs
         .make_permanent(&temp)
         .await
-        .map_err(XrpcError::internal)?;
+        .map_err(blob_failure)?;
     let meta = blob_rows::BlobMeta {
         cid: temp.cid.to_string(),
         mime_type: mime.clone(),

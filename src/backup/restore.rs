@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::files;
 use super::manifest::Manifest;
 use super::{BackupError, DB_FILE, MANIFEST};
-use crate::store::{self, SqlBlocks, Store};
+use crate::store::{self, SqlBlocks, Store, StoreError};
 
 /// Left in a restored data dir until the seq has been moved on.
 pub const MARKER: &str = "restore-pending.json";
@@ -38,6 +38,10 @@ pub struct Marker {
     pub backup_seq: i64,
     /// The highest seq of the database the restore replaced, if there was one.
     pub replaced_seq: Option<i64>,
+    /// That database's repo rev: the commit announced after the restore
+    /// gets a higher one.
+    #[serde(default)]
+    pub replaced_rev: Option<String>,
     pub restored_at: String,
     /// False while files are still being moved into place.
     pub complete: bool,
@@ -226,7 +230,8 @@ pub fn restore(backup: &Path, data_dir: &Path, opts: &Options) -> Result<Restore
             data_dir.display()
         )));
     }
-    let replaced_seq = existing_seq(data_dir);
+    let (replaced_seq, replaced_rev) = existing_head(data_dir).unzip();
+    let replaced_rev = replaced_rev.flatten();
     if let Some(t) = replaced_seq
         && t > manifest.seq
         && opts.seq_floor.is_none_or(|n| n <= t)
@@ -243,7 +248,8 @@ pub fn restore(backup: &Path, data_dir: &Path, opts: &Options) -> Result<Restore
     }
 
     let staging = data_dir.join(format!(".restore-{}", std::process::id()));
-    let staged = stage(backup, &manifest, &staging, opts.seq_floor);
+    let floor = opts.seq_floor.map(|n| (n, replaced_rev.clone()));
+    let staged = stage(backup, &manifest, &staging, floor);
     let records = match staged {
         Ok(n) => n,
         Err(e) => {
@@ -269,6 +275,7 @@ pub fn restore(backup: &Path, data_dir: &Path, opts: &Options) -> Result<Restore
         backup_created_at: manifest.created_at.clone(),
         backup_seq: manifest.seq,
         replaced_seq,
+        replaced_rev,
         restored_at: crate::syntax::format_datetime_millis(super::unix_millis_now()),
         complete: false,
     };
@@ -353,16 +360,20 @@ fn rename(from: &Path, to: &Path) -> Result<(), BackupError> {
     std::fs::rename(from, to).map_err(|e| BackupError::io(format!("moving {}", from.display()), e))
 }
 
-/// The highest seq of the database already in `data_dir`, if one is there
-/// and readable (a damaged one, the usual reason to restore, is not).
-fn existing_seq(data_dir: &Path) -> Option<i64> {
+/// The highest seq and the repo rev of the database already in `data_dir`,
+/// if one is there and readable (a damaged one, the usual reason to
+/// restore, is not).
+fn existing_head(data_dir: &Path) -> Option<(i64, Option<String>)> {
     let path = data_dir.join(DB_FILE);
     if !path.exists() {
         return None;
     }
-    let read = store::snapshot::open_read_only(&path).and_then(|c| store::repo::highest_seq(&c));
+    let read = store::snapshot::open_read_only(&path).and_then(|c| {
+        let seq = store::repo::highest_seq(&c)?;
+        Ok((seq, store::repo::get_root(&c)?.map(|r| r.rev)))
+    });
     match read {
-        Ok(seq) => Some(seq),
+        Ok(head) => Some(head),
         Err(e) => {
             tracing::warn!(
                 "cannot read the firehose seq of {}: {e}; relying on the backup's",
@@ -380,7 +391,7 @@ fn stage(
     backup: &Path,
     manifest: &Manifest,
     staging: &Path,
-    seq_floor: Option<i64>,
+    seq_floor: Option<(i64, Option<String>)>,
 ) -> Result<u64, BackupError> {
     if staging.exists() {
         std::fs::remove_dir_all(staging).map_err(|e| BackupError::io(staging.display(), e))?;
@@ -429,11 +440,14 @@ fn stage(
 
 /// Open the staged database (migrating an older schema), check that it is
 /// the manifest's account and that its repo verifies against the repo key,
-/// and apply the seq floor.
+/// and apply the seq floor: above it, a fresh commit and `#identity` +
+/// `#sync` tell relays to take the restored repo (the same as `perch seq
+/// bump` does after a restore without a floor). The rev given with the
+/// floor is one the new commit's must exceed.
 fn check_database(
     staging: &Path,
     manifest: &Manifest,
-    seq_floor: Option<i64>,
+    seq_floor: Option<(i64, Option<String>)>,
 ) -> Result<u64, BackupError> {
     let store = Store::open(&staging.join(DB_FILE))?;
     let conn = store.open_writer()?;
@@ -444,17 +458,23 @@ fn check_database(
         ));
     }
     let mut records = 0;
+    let mut key = None;
     if let Some(root) = store::repo::get_root(&conn)? {
-        let key = crate::keys::KeyDir::open(staging)
+        let k = crate::keys::KeyDir::open(staging)
             .and_then(|k| k.keypair(crate::keys::REPO_KEY))
             .map_err(|e| BackupError::Damaged(e.to_string()))?
             .ok_or_else(|| BackupError::Damaged("the backup has no repo signing key".into()))?;
-        records =
-            super::verify::verify_repo(&SqlBlocks(&conn), &root.commit_cid, &key.public_key())
-                .map_err(|e| BackupError::Damaged(format!("the repo does not verify: {e}")))?;
+        records = super::verify::verify_repo(&SqlBlocks(&conn), &root.commit_cid, &k.public_key())
+            .map_err(|e| BackupError::Damaged(format!("the repo does not verify: {e}")))?;
+        key = Some(k);
     }
-    if let Some(n) = seq_floor {
-        store::repo::bump_seq(&conn, n)?;
+    if let Some((n, rev)) = seq_floor {
+        let tx = conn.unchecked_transaction().map_err(StoreError::from)?;
+        store::repo::bump_seq(&tx, n)?;
+        if let Some(k) = &key {
+            crate::writer::announce_restored(&tx, k, rev.as_deref())?;
+        }
+        tx.commit().map_err(StoreError::from)?;
     }
     conn.close()
         .map_err(|(_, e)| BackupError::Store(e.into()))?;

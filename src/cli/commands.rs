@@ -48,6 +48,13 @@ fn dev_password() -> String {
 
 pub fn serve(config: Config) -> Result<(), CliError> {
     let _data_dir = crate::backup::restore::serve_guard(&config.data_dir).map_err(msg)?;
+    if config.dev && std::env::var_os("PERCH_UNSAFE_SYNC_NORMAL").is_some() {
+        crate::store::use_unsafe_synchronous_normal();
+        tracing::warn!(
+            "PERCH_UNSAFE_SYNC_NORMAL: committing with synchronous=NORMAL; a power cut loses \
+             acknowledged writes (a test setting, honoured only with --dev)"
+        );
+    }
     runtime()?.block_on(async move {
         let listen = config.listen;
         let app = open(config).await?;
@@ -132,6 +139,7 @@ async fn front_door(app: Arc<App>, listen: std::net::SocketAddr) -> Result<(), C
     tokio::spawn(blob_gc(Arc::clone(&app)));
     tokio::spawn(crate::crawl::run(Arc::clone(&app)));
     tokio::spawn(crate::notify::watchdog(Arc::clone(&app)));
+    tokio::spawn(crate::notify::watch_storage(Arc::clone(&app)));
     tokio::spawn(crate::backup::schedule::run(Arc::clone(&app)));
 
     let status = app.tls.status();
@@ -373,14 +381,32 @@ pub fn seq_bump(config: Config, to: i64) -> Result<(), CliError> {
     }
     let data_dir = config.data_dir.clone();
     let restored = crate::backup::restore::check_bump(&data_dir, to).map_err(msg)?;
+    let floor_rev = restored.as_ref().and_then(|m| m.replaced_rev.clone());
+    let announce = restored.is_some();
     runtime()?.block_on(async move {
         let app = open(config).await?;
+        let key = Arc::clone(&app.repo_key);
         app.writer
-            .exec(move |c, _| crate::store::repo::bump_seq(c, to))
+            .exec(move |c, state| {
+                crate::store::repo::bump_seq(c, to)?;
+                // The restored repo may be older than what relays hold:
+                // a fresh commit and #identity + #sync, above the bump.
+                if announce
+                    && let Some(root) =
+                        crate::writer::announce_restored(c, &key, floor_rev.as_deref())?
+                    && let Some(s) = state.as_mut()
+                {
+                    s.root = root;
+                }
+                Ok(())
+            })
             .await
             .map_err(msg)
     })?;
     println!("the next firehose event will have seq >= {to}");
+    if announce {
+        println!("announced the restored repo to relays with #identity and #sync events");
+    }
     if restored.is_some() {
         crate::backup::restore::clear_marker(&data_dir).map_err(msg)?;
         println!("the restore is complete: perch serve will start now");

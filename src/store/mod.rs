@@ -13,6 +13,7 @@ mod schema;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
@@ -42,6 +43,10 @@ pub enum StoreError {
     /// The request does not fit the account's state (not a storage failure).
     #[error("{0}")]
     Conflict(String),
+    /// Storage failed earlier (or just now); no write is attempted until a
+    /// restart (see `crate::health`).
+    #[error("storage is unhealthy: {0}")]
+    Unhealthy(String),
 }
 
 /// How many read connections to keep open at most.
@@ -52,10 +57,26 @@ pub struct Store {
     readers: Mutex<Vec<Connection>>,
 }
 
+/// Set only by `perch serve --dev` with `PERCH_UNSAFE_SYNC_NORMAL=1`, for
+/// the power-cut test's control run, which must show that NORMAL loses
+/// acknowledged writes. Never read from the config file.
+static UNSAFE_SYNC_NORMAL: AtomicBool = AtomicBool::new(false);
+
+/// Commit with `synchronous=NORMAL` from now on: a commit may be lost in a
+/// power cut (the WAL is synced only at checkpoints). For tests only.
+pub fn use_unsafe_synchronous_normal() {
+    UNSAFE_SYNC_NORMAL.store(true, Ordering::Relaxed);
+}
+
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    let sync = if UNSAFE_SYNC_NORMAL.load(Ordering::Relaxed) {
+        "NORMAL"
+    } else {
+        "FULL"
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
     // Statement journals (savepoints) and sorts stay in memory instead of
     // a temp file created and deleted on every commit.
     conn.pragma_update(None, "temp_store", "MEMORY")?;

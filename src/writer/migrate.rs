@@ -103,16 +103,21 @@ fn import(conn: &Connection, loaded: &LoadedRepo) -> Result<(RepoRoot, Imported)
 }
 
 /// A fresh commit over the current data, signed by `key`, with a rev above the current one.
+/// A fresh commit over `root`'s data, with a rev above `root`'s and above
+/// `floor_rev` (and the clock), and the CAR slice a `#sync` event carries.
 fn resign(
     conn: &Connection,
     did: &str,
     root: &RepoRoot,
     key: &Keypair,
+    floor_rev: Option<&str>,
 ) -> Result<(RepoRoot, Vec<u8>), StoreError> {
     let (now_us, _) = now_time();
     let mut clock = TidClock::new((std::process::id() & 0x3ff) as u16);
-    if let Ok(t) = Tid::parse(&root.rev) {
-        clock.observe(t);
+    for rev in std::iter::once(root.rev.as_str()).chain(floor_rev) {
+        if let Ok(t) = Tid::parse(rev) {
+            clock.observe(t);
+        }
     }
     let rev = clock.next(now_us);
     let commit = Commit::sign(did, root.data_cid, rev, key);
@@ -129,6 +134,40 @@ fn resign(
     };
     repo::set_root(conn, &new_root)?;
     Ok((new_root, car))
+}
+
+/// After a restore, once the seq counter is above anything the old server sent: a fresh
+/// commit over the restored repo (its rev above the restored one, above `floor_rev`, the
+/// head of the database the restore replaced when it was readable, and above the clock) and
+/// `#identity` + `#sync`, so relays drop what they hold of the repo (it may include commits
+/// the backup never saw) and take this state. Does nothing without an active account.
+/// Returns the new root, for the writer's view.
+pub fn announce_restored(
+    conn: &Connection,
+    key: &Keypair,
+    floor_rev: Option<&str>,
+) -> Result<Option<RepoRoot>, StoreError> {
+    let Some(acct) = account::get_account(conn)?.filter(|a| a.is_active()) else {
+        return Ok(None);
+    };
+    let Some(root) = repo::get_root(conn)? else {
+        return Ok(None);
+    };
+    let (new_root, car) = resign(conn, &acct.did, &root, key, floor_rev)?;
+    let (_, time) = now_time();
+    repo::append_event(
+        conn,
+        "identity",
+        &time,
+        &event::identity_body(&acct.did, Some(&acct.handle), &time),
+    )?;
+    repo::append_event(
+        conn,
+        "sync",
+        &time,
+        &event::sync_body(&acct.did, car, &new_root.rev, &time),
+    )?;
+    Ok(Some(new_root))
 }
 
 impl Writer {
@@ -173,7 +212,7 @@ impl Writer {
             // Only the commit block must be ours; the data it points to must all be here.
             repo::get_block(conn, &root.data_cid)?
                 .ok_or_else(|| StoreError::Conflict("the repo's MST root is missing".into()))?;
-            let (new_root, car) = resign(conn, &did, &root, &key)?;
+            let (new_root, car) = resign(conn, &did, &root, &key, None)?;
             account::set_status(conn, "active")?;
             let (_, time) = now_time();
             repo::append_event(

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use apply::{CommitOutcome, MAX_OPS, OpResult, RepoWrite, WriteOp};
 
 use crate::crypto::Keypair;
+use crate::health::{self, StorageHealth};
 use crate::store::{Store, StoreError, repo::RepoRoot};
 use crate::tid::Tid;
 
@@ -70,6 +71,7 @@ pub struct Writer {
     seq: watch::Receiver<i64>,
     /// Commits acknowledged since start (for `/metrics`).
     commits: Arc<std::sync::atomic::AtomicU64>,
+    health: Arc<StorageHealth>,
 }
 
 /// Jobs folded into one transaction at most.
@@ -92,15 +94,24 @@ impl Writer {
         let last = crate::store::repo::highest_seq(&conn)?;
         let (seq_tx, seq) = watch::channel(last);
         let (tx, rx) = mpsc::channel(1024);
+        let health = Arc::new(StorageHealth::default());
+        let sick = Arc::clone(&health);
         std::thread::Builder::new()
             .name("perch-writer".into())
-            .spawn(move || run(conn, state, rx, &on_orphaned_blobs, &seq_tx))
+            .spawn(move || run(conn, state, rx, &on_orphaned_blobs, &seq_tx, &sick))
             .map_err(|_| StoreError::Join)?;
         Ok(Writer {
             tx,
             seq,
             commits: Arc::default(),
+            health,
         })
+    }
+
+    /// Whether storage failed; shared with the blob paths, `/readyz` and
+    /// the systemd status.
+    pub fn health(&self) -> &Arc<StorageHealth> {
+        &self.health
     }
 
     /// Watch the highest durable event `seq` (for firehose subscribers).
@@ -157,6 +168,7 @@ fn run(
     mut rx: mpsc::Receiver<Job>,
     on_orphaned_blobs: &dyn Fn(Vec<String>),
     seq_tx: &watch::Sender<i64>,
+    health: &StorageHealth,
 ) {
     let mut clock = crate::tid::TidClock::new(clock_id());
     if let Some(s) = &state
@@ -172,7 +184,13 @@ fn run(
                 Err(_) => break,
             }
         }
-        let orphaned = run_group(&mut conn, &mut state, &mut clock, jobs);
+        if let Some(why) = health.failure() {
+            for j in jobs {
+                refuse(j, StoreError::Unhealthy(why.to_owned()));
+            }
+            continue;
+        }
+        let orphaned = run_group(&mut conn, &mut state, &mut clock, jobs, health);
         // An imported repo may carry a rev from a clock ahead of ours.
         if let Some(s) = &state
             && let Ok(t) = Tid::parse(&s.root.rev)
@@ -197,19 +215,34 @@ fn clock_id() -> u16 {
     (std::process::id() & 0x3ff) as u16
 }
 
+/// A storage error that the writer must not retry: recorded in `health`.
+fn storage_failed(health: &StorageHealth, e: &rusqlite::Error) -> bool {
+    if health::sqlite_failure(e) {
+        health.fail(format!("database write failed: {e}"));
+        return true;
+    }
+    false
+}
+
+fn job_storage_failed(health: &StorageHealth, r: &Result<impl Sized, WriteError>) -> bool {
+    matches!(r, Err(WriteError::Store(StoreError::Sqlite(e))) if storage_failed(health, e))
+}
+
 fn run_group(
     conn: &mut Connection,
     state: &mut Option<RepoState>,
     clock: &mut crate::tid::TidClock,
     jobs: Vec<Job>,
+    health: &StorageHealth,
 ) -> Vec<String> {
     let saved_root = state.as_ref().map(|s| s.root.clone());
     let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
-            let msg = e.to_string();
+            storage_failed(health, &e);
+            let err = unhealthy_or(health, || StoreError::Corrupt(e.to_string()));
             for j in jobs {
-                fail(j, &msg);
+                refuse(j, again(&err));
             }
             return Vec::new();
         }
@@ -217,38 +250,51 @@ fn run_group(
     let mut replies = Vec::with_capacity(jobs.len());
     let mut deleted_blobs = Vec::new();
     for job in jobs {
+        if let Some(why) = health.failure() {
+            // The transaction is abandoned below; nothing more goes into it.
+            refuse(job, StoreError::Unhealthy(why.to_owned()));
+            continue;
+        }
         match job {
             Job::Write(w, reply) => {
                 let r = savepoint(&tx, |sp| {
                     apply::apply(sp, state.as_mut(), clock, w, &mut deleted_blobs)
                 });
+                job_storage_failed(health, &r);
                 replies.push(Reply::Write(reply, r));
             }
             Job::Exec(f, reply) => {
-                let r =
-                    savepoint(&tx, |sp| f(sp, state).map_err(WriteError::from)).map_err(
-                        |e| match e {
-                            WriteError::Store(s) => s,
-                            other => StoreError::Corrupt(other.to_string()),
-                        },
-                    );
+                let r = savepoint(&tx, |sp| f(sp, state).map_err(WriteError::from));
+                job_storage_failed(health, &r);
+                let r = r.map_err(|e| match e {
+                    WriteError::Store(s) => s,
+                    other => StoreError::Corrupt(other.to_string()),
+                });
                 replies.push(Reply::Exec(reply, r));
             }
         }
     }
-    if let Err(e) = tx.commit() {
+    let committed = match health.failure() {
+        // Roll back: SQLite may already have, and what the failed write
+        // left behind must not be committed with the rest.
+        Some(why) => Err(StoreError::Unhealthy(why.to_owned())),
+        None => tx.commit().map_err(|e| {
+            storage_failed(health, &e);
+            unhealthy_or(health, || StoreError::Corrupt(e.to_string()))
+        }),
+    };
+    if let Err(err) = committed {
         // Nothing was acknowledged; restore the in-memory view.
         if let (Some(s), Some(root)) = (state.as_mut(), saved_root) {
             s.root = root;
         }
-        let msg = e.to_string();
         for r in replies {
             match r {
                 Reply::Write(tx, _) => {
-                    let _ = tx.send(Err(WriteError::Store(StoreError::Corrupt(msg.clone()))));
+                    let _ = tx.send(Err(WriteError::Store(again(&err))));
                 }
                 Reply::Exec(tx, _) => {
-                    let _ = tx.send(Err(StoreError::Corrupt(msg.clone())));
+                    let _ = tx.send(Err(again(&err)));
                 }
             }
         }
@@ -267,13 +313,29 @@ fn run_group(
     deleted_blobs
 }
 
-fn fail(job: Job, msg: &str) {
+/// `Unhealthy` once storage has failed, else `other`.
+fn unhealthy_or(health: &StorageHealth, other: impl FnOnce() -> StoreError) -> StoreError {
+    match health.failure() {
+        Some(why) => StoreError::Unhealthy(why.to_owned()),
+        None => other(),
+    }
+}
+
+/// The same failure for each job of a group (the error types are not Clone).
+fn again(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unhealthy(m) => StoreError::Unhealthy(m.clone()),
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
+
+fn refuse(job: Job, err: StoreError) {
     match job {
         Job::Write(_, tx) => {
-            let _ = tx.send(Err(WriteError::Store(StoreError::Corrupt(msg.to_owned()))));
+            let _ = tx.send(Err(WriteError::Store(err)));
         }
         Job::Exec(_, tx) => {
-            let _ = tx.send(Err(StoreError::Corrupt(msg.to_owned())));
+            let _ = tx.send(Err(err));
         }
     }
 }
@@ -337,6 +399,7 @@ impl Writer {
 }
 
 mod migrate;
+pub use migrate::announce_restored;
 
 #[cfg(test)]
 mod tests;

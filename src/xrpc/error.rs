@@ -71,6 +71,16 @@ impl XrpcError {
             "Method Not Implemented",
         )
     }
+    /// Storage failed and the server is read-only until restarted
+    /// (`crate::health`); the cause is in the log and `/readyz`.
+    pub fn storage_unhealthy() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "StorageUnhealthy",
+            "This server's storage failed; it takes no writes until its operator restarts it. \
+             Reads still work.",
+        )
+    }
     /// A real fault: log the cause, tell the client nothing about it.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {cause}");
@@ -100,9 +110,10 @@ impl std::fmt::Display for XrpcError {
 
 impl From<crate::store::StoreError> for XrpcError {
     fn from(e: crate::store::StoreError) -> Self {
-        if let crate::store::StoreError::Conflict(m) = e {
-            return XrpcError::invalid_request(m);
+        match e {
+            crate::store::StoreError::Conflict(m) => XrpcError::invalid_request(m),
+            crate::store::StoreError::Unhealthy(_) => XrpcError::storage_unhealthy(),
+            other => XrpcError::internal(other),
         }
-        XrpcError::internal(e)
     }
 }
