@@ -6,6 +6,7 @@
 #   CORRUPT_ROUNDS random byte-flip starts (default 200)
 #   FUZZ_MINUTES   per fuzz target (default 10; 0 skips fuzzing)
 #   POWERCUT_ROUNDS power cuts with unsynced data dropped, per sync mode (default 50)
+#   FIREHOSE_STEPS random writes in the firehose frame check (default 1000)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export ATPROTO_INTEROP_DIR=${ATPROTO_INTEROP_DIR:-$(cd .. && pwd)/shared/interop}
@@ -13,6 +14,7 @@ crash_rounds=${CRASH_ROUNDS:-100}
 corrupt_rounds=${CORRUPT_ROUNDS:-200}
 fuzz_minutes=${FUZZ_MINUTES:-10}
 powercut_rounds=${POWERCUT_ROUNDS:-50}
+firehose_steps=${FIREHOSE_STEPS:-1000}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -32,6 +34,8 @@ run ssrf cargo test --locked --test ssrf -- --nocapture
 run powercut env POWERCUT_ROUNDS="$powercut_rounds" cargo test --locked --test powercut -- --nocapture
 run fiu cargo test --locked --test fiu -- --nocapture
 run restore cargo test --locked --test restore_seq -- --nocapture
+run car cargo test --locked --test hostile_car -- --nocapture
+run firehose env PERCH_FIREHOSE_STEPS="$firehose_steps" cargo test --locked --test firehose_frames -- --nocapture
 if [ "$fuzz_minutes" -gt 0 ]; then
   cargo build --locked >/dev/null 2>&1 # the CAR seed comes from a real perch
   run fuzz env FUZZ_SECONDS=$((fuzz_minutes * 60)) scripts/fuzz-ci.sh
@@ -71,6 +75,9 @@ if [ -e "$out/fuzz.log" ]; then
   row5=$(sed -n 's/^fuzz: target=\([^ ]*\) seconds=\([^ ]*\) execs=\([^ ]*\) crashes=\([^ ]*\)/\1 \3 runs \/ \4 crashes (\2 s);/p' "$out/fuzz.log" | tr '\n' ' ')
   row5="$row5 OOMs counted as crashes$(status fuzz)"
 fi
+m_n=$(field car car: cases); m_rej=$(field car car: rejected); m_db=$(field car car: db_unchanged)
+row6=$nm
+[ -n "$m_n" ] && row6="$m_rej of $m_n malformed repositories refused with a specific error; database unchanged after $m_db$(status car)"
 s_urls=$(field ssrf "ssrf: client" requests); s_res=$(field ssrf "ssrf: resolution" lookups)
 s_proxy=$(field ssrf "ssrf: proxy" targets)
 row7=$nm
@@ -92,7 +99,7 @@ cat <<TABLE
 | 3 | Seq regressions or duplicates across all crash runs and the restore test | **0** | $row3 |
 | 4 | I/O fault points leading to 200-with-loss, panic or corruption | **0** | $row4 |
 | 5 | Fuzz: inputs run per target / panics / OOMs | ≥ 1M each / **0** / **0** | $row5 |
-| 6 | Malformed-CAR corpus rejections with DB unchanged | 100% | $nm |
+| 6 | Malformed-CAR corpus rejections with DB unchanged | 100% | $row6 |
 | 7 | SSRF corpus: private-address connections attempted | **0** | $row7 |
 | 8 | JWT negative matrix accepted | **0** | $row8 |
 | 9 | Slowloris 4000 sockets: health p99 | < 1 s, server up | $nm |

@@ -16,6 +16,7 @@ use crate::auth::Scope;
 use crate::crypto::PublicKey;
 use crate::crypto::jwt::Jwt;
 use crate::repo::car::CarLimits;
+use crate::repo::export::{Expected, load_repo_car_for};
 use crate::store::account::{self, Account};
 use crate::xrpc::{JSON_LIMIT, XrpcError, XrpcRequest, XrpcResponse};
 
@@ -204,9 +205,32 @@ pub async fn create_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResul
     Ok(XrpcResponse::Json(body))
 }
 
-/// `com.atproto.repo.importRepo`: the whole repo as a CAR. Every block is hash-checked and
-/// the MST walked before anything is stored; the commit must be this account's. The commit's
-/// signature is the old server's and is replaced at activation, so it is not checked here.
+/// The keys an imported commit may be signed with: the one the DID document names now (the
+/// old server's, in the middle of a move) and this server's own (a repo it signed before).
+/// For this server's own did:web the document is ours, so nothing is fetched.
+async fn commit_keys(app: &App, did: &str) -> Result<Vec<PublicKey>, XrpcError> {
+    let mut keys = vec![app.repo_key.public_key()];
+    let c = &app.config;
+    if did == super::identity::web_did(&c.hostname, c.listen.port(), c.dev) {
+        return Ok(keys);
+    }
+    let cannot = |why: String| {
+        XrpcError::invalid_request(format!("cannot check the repository's signature: {why}"))
+    };
+    let doc = app
+        .did_document_fresh(did)
+        .await
+        .map_err(|e| cannot(e.to_string()))?;
+    let key = crate::identity::resolve::signing_key(&doc)
+        .and_then(|k| PublicKey::from_did_key(&k).ok())
+        .ok_or_else(|| cannot("the DID document has no usable #atproto key".into()))?;
+    keys.push(key);
+    Ok(keys)
+}
+
+/// `com.atproto.repo.importRepo`: the whole repo as a CAR. Every block is hash-checked, the
+/// commit must be this account's and signed by its key, and the MST and every record are
+/// checked before anything is stored.
 pub async fn import_repo(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let session = require_user(&app, &req).await?;
     session.require_full()?;
@@ -217,23 +241,23 @@ pub async fn import_repo(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
         ));
     }
     let bytes = req.bytes(IMPORT_LIMIT).await?;
+    let keys = commit_keys(&app, &session.did).await?;
     let limits = CarLimits {
         max_total_bytes: IMPORT_LIMIT as u64,
         max_blocks: 10_000_000,
         ..CarLimits::default()
     };
+    let did = session.did.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        crate::repo::export::load_repo_car(bytes.as_ref(), limits, None)
+        let expected = Expected {
+            did: &did,
+            keys: &keys,
+        };
+        load_repo_car_for(bytes.as_ref(), limits, &expected)
     })
     .await
     .map_err(XrpcError::internal)?
     .map_err(|e| XrpcError::invalid_request(format!("not a valid repository: {e}")))?;
-    if loaded.commit.did != session.did {
-        return Err(XrpcError::invalid_request(format!(
-            "the repository belongs to {}, not to {}",
-            loaded.commit.did, session.did
-        )));
-    }
     let imported = app
         .writer
         .import_repo(session.did.clone(), Arc::clone(&app.repo_key), loaded)

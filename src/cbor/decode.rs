@@ -26,7 +26,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_depth: 32,
+            max_depth: super::MAX_DEPTH,
             max_container_len: 128 * 1024,
             max_key_len: 8192,
             max_size: 5 * 1024 * 1024,

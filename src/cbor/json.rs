@@ -23,7 +23,6 @@ const B64_LENIENT: GeneralPurpose = GeneralPurpose::new(
 
 /// 2^53 - 1: the largest integer every JSON implementation represents exactly.
 const MAX_SAFE_INT: f64 = 9_007_199_254_740_991.0;
-const MAX_JSON_DEPTH: usize = 64;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum JsonError {
@@ -67,8 +66,10 @@ fn number(n: &Number) -> Result<Ipld, JsonError> {
     }
 }
 
+/// `depth`: containers around `v`. Counted as the DAG-CBOR decoder counts
+/// them, so a record accepted here decodes again.
 fn convert(v: &Value, depth: usize) -> Result<Ipld, JsonError> {
-    if depth > MAX_JSON_DEPTH {
+    if (v.is_array() || v.is_object()) && depth >= super::MAX_DEPTH {
         return bad("nesting too deep");
     }
     Ok(match v {

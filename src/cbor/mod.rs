@@ -18,6 +18,12 @@ mod write;
 use std::collections::BTreeMap;
 
 pub use decode::{DecodeError, Limits, decode, decode_with};
+
+/// Containers inside containers (the outermost counts) that a data-model
+/// value may have, in JSON and in DAG-CBOR alike: whatever a client can
+/// write must read back, and a repo exported here must import anywhere
+/// that uses the same bound.
+pub const MAX_DEPTH: usize = 64;
 pub use json::{JsonError, from_json, record_from_json, to_json};
 pub use write::Writer;
 

@@ -107,6 +107,22 @@ fn nesting_is_bounded() {
 }
 
 #[test]
+fn json_and_cbor_agree_on_nesting() {
+    // What JSON takes, DAG-CBOR reads back; one level more, neither does.
+    for depth in [MAX_DEPTH, MAX_DEPTH + 1] {
+        let text = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut bytes = vec![0x81u8; depth];
+        bytes.push(0x01);
+        assert_eq!(from_json(&json).is_ok(), depth == MAX_DEPTH, "{depth}");
+        assert_eq!(decode(&bytes).is_ok(), depth == MAX_DEPTH, "{depth}");
+        if let Ok(v) = from_json(&json) {
+            assert_eq!(decode(&encode(&v)).unwrap(), v);
+        }
+    }
+}
+
+#[test]
 fn links_round_trip_with_zero_prefix() {
     let c = crate::cid::for_cbor(b"\xa0");
     let bytes = encode(&Ipld::Link(c));

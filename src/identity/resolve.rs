@@ -18,6 +18,8 @@ pub enum ResolveError {
     NotFound(String),
     #[error("bad DID document for {0}")]
     BadDocument(String),
+    #[error("{0}")]
+    BadHandle(String),
 }
 
 /// Fetch and sanity-check the DID document of `did`.
@@ -114,9 +116,17 @@ pub fn claimed_handle(doc: &Value) -> Option<String> {
 /// The DID a handle's `_atproto` TXT record names: `None` when there is no
 /// such record (or DNS is unavailable); an error when records disagree.
 pub async fn dns_did(handle: &str) -> Result<Option<String>, ResolveError> {
-    let Ok(resolver) = super::dns::system_resolver() else {
-        return Ok(None);
-    };
+    match super::dns::system_resolver() {
+        Ok(resolver) => dns_did_at(resolver, handle).await,
+        Err(_) => Ok(None),
+    }
+}
+
+/// As [`dns_did`], asking `resolver`.
+pub async fn dns_did_at(
+    resolver: std::net::SocketAddr,
+    handle: &str,
+) -> Result<Option<String>, ResolveError> {
     let Ok(records) = super::dns::txt(resolver, &format!("_atproto.{handle}")).await else {
         return Ok(None);
     };
@@ -140,20 +150,48 @@ pub async fn dns_did(handle: &str) -> Result<Option<String>, ResolveError> {
 pub async fn https_did(net: &Net, handle: &str) -> Option<String> {
     let url = format!("https://{handle}/.well-known/atproto-did");
     let (status, body) = net.json(Method::GET, &url, None).await.ok()?;
-    let did = String::from_utf8_lossy(&body).trim().to_owned();
-    (status.is_success() && crate::syntax::validate_did(&did).is_ok()).then_some(did)
+    status.is_success().then(|| well_known_did(&body)).flatten()
+}
+
+/// The body of `/.well-known/atproto-did`: one DID and nothing else (a body
+/// naming two DIDs names none).
+fn well_known_did(body: &[u8]) -> Option<String> {
+    let did = std::str::from_utf8(body).ok()?.trim();
+    crate::syntax::validate_did(did)
+        .is_ok()
+        .then(|| did.to_owned())
 }
 
 /// Handle → DID (DNS TXT wins; HTTPS otherwise), confirmed in the other
 /// direction: the DID's document must claim the handle.
 pub async fn handle_to_did(net: &Net, plc_url: &str, handle: &str) -> Result<String, ResolveError> {
-    let did = match dns_did(handle).await? {
-        Some(d) => d,
-        None => https_did(net, handle)
-            .await
-            .ok_or_else(|| ResolveError::NotFound(handle.into()))?,
+    let dns = super::dns::system_resolver().ok();
+    handle_to_did_via(net, plc_url, dns, handle).await
+}
+
+/// As [`handle_to_did`], asking the DNS server `dns` (none: HTTPS only). The
+/// handle is checked and lower-cased first: `Alice.Example.COM` is
+/// `alice.example.com`, and `alice.example.com.` is not a handle.
+pub async fn handle_to_did_via(
+    net: &Net,
+    plc_url: &str,
+    dns: Option<std::net::SocketAddr>,
+    handle: &str,
+) -> Result<String, ResolveError> {
+    crate::syntax::validate_handle(handle)
+        .map_err(|e| ResolveError::BadHandle(format!("{handle:?}: {e}")))?;
+    let handle = crate::syntax::normalize_handle(handle);
+    let from_dns = match dns {
+        Some(resolver) => dns_did_at(resolver, &handle).await?,
+        None => None,
     };
-    confirm(net, plc_url, handle, did).await
+    let did = match from_dns {
+        Some(d) => d,
+        None => https_did(net, &handle)
+            .await
+            .ok_or_else(|| ResolveError::NotFound(handle.clone()))?,
+    };
+    confirm(net, plc_url, &handle, did).await
 }
 
 async fn confirm(
@@ -194,6 +232,23 @@ mod tests {
         );
         assert!(service_endpoint(&doc, "nope").is_none());
         assert_eq!(claimed_handle(&doc).unwrap(), "alice.example.com");
+    }
+
+    #[test]
+    fn a_well_known_body_names_exactly_one_did() {
+        assert_eq!(
+            well_known_did(b"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa\n").as_deref(),
+            Some("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa")
+        );
+        for body in [
+            &b"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa\ndid:plc:bbbbbbbbbbbbbbbbbbbbbbbb"[..],
+            b"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa did:plc:bbbbbbbbbbbbbbbbbbbbbbbb",
+            b"<html>did:plc:aaaaaaaaaaaaaaaaaaaaaaaa</html>",
+            b"\xff\xfe",
+            b"",
+        ] {
+            assert_eq!(well_known_did(body), None, "{body:?}");
+        }
     }
 
     #[tokio::test]

@@ -15,6 +15,8 @@ pub enum RepoError {
     InvalidKey(String),
     #[error("invalid commit: {0}")]
     InvalidCommit(String),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     #[error("block store: {0}")]
     Store(String),
 }

@@ -228,7 +228,9 @@ pub fn apply(
     for (c, b) in nodes.iter().chain(records.iter()) {
         slice.insert(*c, b.clone());
     }
-    if slice.byte_size() > MAX_COMMIT_BLOCKS_BYTES {
+    // The cap is on the CAR as sent, framing included, not on the payload.
+    let blocks = write_car(&[commit_cid], slice.iter().map(|(c, b)| (c, b.as_slice())));
+    if blocks.len() > MAX_COMMIT_BLOCKS_BYTES {
         return Err(invalid(
             "commit too large: split the writes into smaller batches",
         ));
@@ -273,7 +275,6 @@ pub fn apply(
     };
     repo::set_root(conn, &root)?;
     let time = crate::syntax::format_datetime_millis((now_us / 1000) as i64);
-    let blocks = write_car(&[commit_cid], slice.iter().map(|(c, b)| (c, b.as_slice())));
     let body = event::commit_body(CommitEvent {
         did: &state.did,
         commit: commit_cid,
