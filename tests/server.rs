@@ -487,6 +487,71 @@ async fn slow_headers_are_cut_off() {
 }
 
 #[tokio::test]
+async fn a_socket_that_never_sends_a_byte_is_closed() {
+    let s = start().await;
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    // Before any byte hyper cannot tell HTTP/1 from HTTP/2, and its header timeout has not
+    // started: the server's own first-request deadline must still hang up.
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(30), c.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "silent connection still open after 30 s");
+    assert!(buf.is_empty());
+}
+
+#[tokio::test]
+async fn silent_sockets_make_way_for_a_new_client_when_every_slot_is_taken() {
+    let s = start_with(|c| c.max_connections = 8).await;
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every slot is held by a socket that sent nothing; a client from another address
+    // is still answered at once, and the oldest silent socket is the one closed.
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut c = other.connect(s.addr).await.unwrap();
+    c.write_all(b"GET /xrpc/_health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf))
+        .await
+        .expect("an answer while silent sockets fill the server")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    let mut first = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), silent[0].read_to_end(&mut first))
+        .await
+        .expect("the oldest silent socket is closed")
+        .unwrap();
+    // A connection that has sent a request keeps its slot: with 8 busy keep-alive
+    // connections a newcomer is turned away rather than pushing one out.
+    drop(silent);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut busy = Vec::new();
+    for _ in 0..8 {
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(b"GET /xrpc/_health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        busy.push(c);
+    }
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut c = other.connect(s.addr).await.unwrap();
+    let _ = c
+        .write_all(b"GET /xrpc/_health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf)).await;
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+}
+
+#[tokio::test]
 async fn health_and_well_known() {
     let s = start().await;
     let (st, b) = raw(
@@ -709,6 +774,38 @@ mod firehose {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("a closed subscriber is still counted");
+    }
+
+    #[tokio::test]
+    async fn subscribers_count_against_the_address_cap() {
+        let s = start_with(|c| c.max_connections_per_ip = 4).await;
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let mut ws = connect(&s, Some(0)).await;
+            frame(&mut ws).await;
+            held.push(ws);
+        }
+        // The upgraded sockets still hold their slots: a fifth from the same address is
+        // refused, and one from another address gets in.
+        let url = format!("ws://{}/xrpc/com.atproto.sync.subscribeRepos", s.addr);
+        assert!(tokio_tungstenite::connect_async(url.clone()).await.is_err());
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let stream = sock.connect(s.addr).await.unwrap();
+        assert!(
+            tokio_tungstenite::client_async(url.clone(), stream)
+                .await
+                .is_ok()
+        );
+        // Closing one frees its slot.
+        drop(held.pop());
+        for _ in 0..100 {
+            if tokio_tungstenite::connect_async(url.clone()).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("a closed subscriber's slot was not freed");
     }
 
     #[tokio::test]

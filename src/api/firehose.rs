@@ -60,7 +60,7 @@ fn event_frame(e: &Event) -> Option<Vec<u8>> {
     Some(message_frame(&format!("#{}", e.kind), &body))
 }
 
-pub async fn subscribe(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+pub async fn subscribe(app: Arc<App>, mut req: Request<Incoming>) -> Response<Body> {
     if req.method() != Method::GET {
         return XrpcError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -90,7 +90,9 @@ pub async fn subscribe(app: Arc<App>, req: Request<Incoming>) -> Response<Body> 
         )
         .into_response();
     };
+    let slot = req.extensions_mut().remove::<crate::http::ConnSlot>();
     tokio::spawn(async move {
+        let _slot = slot;
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let mut cfg = WebSocketConfig::default();

@@ -15,12 +15,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::app::App;
-pub use limit::ConnLimiter;
+pub use limit::{ConnLimiter, ConnPermit, ConnSlot};
 
 /// Without a timer hyper has no header deadline at all. hyper restarts this deadline whenever
 /// an HTTP/1 connection waits for a request head, so it is also the keep-alive idle limit:
@@ -57,6 +57,9 @@ fn builder() -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(64)
+        // Per stream: hyper's default (400 KiB) times 64 streams times every connection
+        // is far more than a small box has; one blob chunk is enough to keep a stream busy.
+        .max_send_buf_size(crate::blobs::CHUNK_SIZE)
         .max_header_list_size(32 * 1024)
         .max_pending_accept_reset_streams(32)
         .max_local_error_reset_streams(64)
@@ -102,43 +105,14 @@ pub async fn serve(
         let role = role.clone();
         tokio::spawn(async move {
             app.metrics.connections_open.fetch_add(1, Relaxed);
-            match role {
-                Role::Plain => {
-                    connection(app.clone(), &builder, watcher, stream, peer, false).await
-                }
-                Role::Redirect => {
-                    let app = Arc::clone(&app);
-                    let service = service_fn(move |req| {
-                        let app = Arc::clone(&app);
-                        async move { Ok::<_, std::convert::Infallible>(port80::handle(app, req).await) }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                }
-                Role::Tls(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls)) => {
-                            // A CA's TLS-ALPN-01 check ends with the handshake.
-                            let acme =
-                                tls.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN);
-                            if !acme {
-                                connection(app.clone(), &builder, watcher, tls, peer, true).await;
-                            }
-                        }
-                        Ok(Err(e)) => {
-                            app.metrics.tls_handshake_failures.fetch_add(1, Relaxed);
-                            tracing::debug!("TLS handshake with {peer} failed: {e}");
-                        }
-                        Err(_) => {
-                            app.metrics.tls_handshake_failures.fetch_add(1, Relaxed);
-                            tracing::debug!("TLS handshake with {peer} timed out");
-                        }
-                    }
+            let permit = Arc::new(permit);
+            tokio::select! {
+                () = serve_one(Arc::clone(&app), &builder, watcher, stream, peer, role, Arc::clone(&permit)) => {}
+                () = permit.evicted() => {
+                    tracing::debug!("{peer}: closed to make room; it had sent no request");
                 }
             }
             app.metrics.connections_open.fetch_sub(1, Relaxed);
-            drop(permit);
         });
     }
     drop(listener);
@@ -151,23 +125,100 @@ pub async fn serve(
     Ok(())
 }
 
+/// One accepted connection in its role: the TLS handshake if any, then HTTP.
+async fn serve_one(
+    app: Arc<App>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    stream: TcpStream,
+    peer: SocketAddr,
+    role: Role,
+    permit: Arc<ConnPermit>,
+) {
+    match role {
+        Role::Plain => connection(app, builder, watcher, stream, peer, false, permit).await,
+        Role::Redirect => {
+            let active = Arc::clone(&permit);
+            let service = service_fn(move |req| {
+                active.mark_active();
+                let app = Arc::clone(&app);
+                async move { Ok::<_, std::convert::Infallible>(port80::handle(app, req).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            first_request_within(&permit, peer, async {
+                let _ = watcher.watch(conn.into_owned()).await;
+            })
+            .await;
+        }
+        Role::Tls(acceptor) => {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    // A CA's TLS-ALPN-01 check ends with the handshake.
+                    let acme = tls.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN);
+                    if !acme {
+                        connection(app, builder, watcher, tls, peer, true, permit).await;
+                    }
+                }
+                Ok(Err(e)) => {
+                    app.metrics.tls_handshake_failures.fetch_add(1, Relaxed);
+                    tracing::debug!("TLS handshake with {peer} failed: {e}");
+                }
+                Err(_) => {
+                    app.metrics.tls_handshake_failures.fetch_add(1, Relaxed);
+                    tracing::debug!("TLS handshake with {peer} timed out");
+                }
+            }
+        }
+    }
+}
+
+/// hyper's header timeout starts only once the HTTP version is known, and telling HTTP/1
+/// from HTTP/2 waits for the client's first bytes with no deadline: a socket that never
+/// sends anything would be kept forever. So the first request must arrive within the
+/// header timeout; after that hyper's own deadlines apply.
+async fn first_request_within(
+    permit: &ConnPermit,
+    peer: SocketAddr,
+    conn: impl Future<Output = ()>,
+) {
+    let deadline = async {
+        tokio::time::sleep(HEADER_READ_TIMEOUT).await;
+        if permit.is_active() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = conn => {}
+        () = deadline => tracing::debug!("{peer}: no request within {HEADER_READ_TIMEOUT:?}; closed"),
+    }
+}
+
 /// One API connection (HTTP/1.1 with upgrades for the firehose, or HTTP/2).
 async fn connection<S>(
     app: Arc<App>,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    watcher: Watcher,
     io: S,
     peer: SocketAddr,
     secure: bool,
+    permit: Arc<ConnPermit>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| {
+    let active = Arc::clone(&permit);
+    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        active.mark_active();
+        // An upgraded socket (the firehose) outlives this connection's task: it takes
+        // the slot with it.
+        req.extensions_mut().insert(ConnSlot(Arc::clone(&active)));
         let app = Arc::clone(&app);
         async move { Ok::<_, std::convert::Infallible>(handle(app, req, peer, secure).await) }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    let _ = watcher.watch(conn.into_owned()).await;
+    first_request_within(&permit, peer, async {
+        let _ = watcher.watch(conn.into_owned()).await;
+    })
+    .await;
 }
 
 /// Bind a listener.

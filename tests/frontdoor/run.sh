@@ -7,6 +7,7 @@
 #  2. testssl: no finding of severity MEDIUM or worse that is perch's (the throwaway CA's
 #     missing trust, OCSP, CRL and CT are not).
 # Needs: slowhttptest, testssl (package testssl.sh), openssl, curl, jq. PERCH_BIN = the binary.
+# SKIP_SLOW=1 runs only the testssl review (scripts/abuse.sh uses it for the figures table).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 PERCH_BIN=${PERCH_BIN:-$here/../../target/debug/perch}
@@ -96,11 +97,13 @@ under_attack() {
 }
 # Headers that never end; a JSON body at a few bytes per tick to an endpoint that reads
 # bodies without a session; responses read a few bytes at a time.
-under_attack slowloris -H -i 5 -x 24 -u "https://127.0.0.1:$port/xrpc/_health"
-under_attack slow-body -B -i 5 -x 24 -s 8192 -f application/json \
-  -u "https://127.0.0.1:$port/xrpc/com.atproto.server.createSession"
-under_attack slow-read -X -k 10 -n 2 -w 1 -y 64 -z 8 \
-  -u "https://127.0.0.1:$port/xrpc/com.atproto.server.describeServer"
+if [[ ${SKIP_SLOW:-0} != 1 ]]; then
+  under_attack slowloris -H -i 5 -x 24 -u "https://127.0.0.1:$port/xrpc/_health"
+  under_attack slow-body -B -i 5 -x 24 -s 8192 -f application/json \
+    -u "https://127.0.0.1:$port/xrpc/com.atproto.server.createSession"
+  under_attack slow-read -X -k 10 -n 2 -w 1 -y 64 -z 8 \
+    -u "https://127.0.0.1:$port/xrpc/com.atproto.server.describeServer"
+fi
 
 # TLS configuration review.
 if [[ ${SKIP_TESTSSL:-0} != 1 ]]; then
@@ -113,6 +116,9 @@ if [[ ${SKIP_TESTSSL:-0} != 1 ]]; then
     '.[] | select(.severity=="MEDIUM" or .severity=="HIGH" or .severity=="CRITICAL") | select(.id|test($re)|not) | "\(.severity) \(.id): \(.finding)"' \
     "$work/testssl.json")
   echo "testssl: $(jq length "$work/testssl.json") checks; MEDIUM or worse that are perch's: ${findings:-none}"
+  echo "frontdoor: testssl checks=$(jq length "$work/testssl.json") medium_or_worse_ours=$(grep -c . <<<"$findings" || true)" \
+    "medium_or_worse_all=$(jq '[.[] | select(.severity=="MEDIUM" or .severity=="HIGH" or .severity=="CRITICAL")] | length' "$work/testssl.json")" \
+    "low=$(jq '[.[] | select(.severity=="LOW")] | length' "$work/testssl.json")"
   jq -r '.[] | select(.severity=="MEDIUM" or .severity=="HIGH" or .severity=="CRITICAL") | "  (not ours) \(.severity) \(.id): \(.finding)"' "$work/testssl.json" \
     | grep -E "$(echo "$not_ours" | sed 's/^\^(/ (/; s/)$/):/')" || true
   jq -r '.[] | select(.severity=="LOW") | "  low: \(.id): \(.finding)"' "$work/testssl.json"
