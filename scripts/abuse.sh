@@ -180,7 +180,7 @@ TOML
   }
   for _ in $(seq 100); do [[ $(probe) == 200* ]] && break; sleep 0.1; done
   [[ $(probe) == 200* ]] || die "perch (TLS) did not come up: $(tail -5 "$d/perch.log")"
-  local rss0 hwm0
+  local rss0
   rss0=$(kib "$pid" VmRSS)
   log "slowloris: $SLOW_CONNECTIONS sockets for ${SLOW_SECONDS}s"
   # slowhttptest stops once the server has closed every socket it opened (the

@@ -95,7 +95,7 @@ row14=$nm
 a() { field abuse "abuse: $1" "$2"; }
 row9=$nm
 if [ -n "$(a slowloris health_p99_ms)" ]; then
-  row9="health p50 $(a slowloris health_p50_ms) ms, p99 $(a slowloris health_p99_ms) ms, max $(a slowloris health_max_ms) ms; $(a slowloris probes_answered) probes answered over $(a slowloris seconds) s of $(a slowloris connections) slowloris sockets on HTTPS (one address: the per-address cap of 64 holds them); RSS $(a slowloris rss_before_kib) → $(a slowloris rss_after_kib) KiB; server up: $(a slowloris server_up)$(status abuse)"
+  row9="health p50 $(a slowloris health_p50_ms) ms, p99 $(a slowloris health_p99_ms) ms, max $(a slowloris health_max_ms) ms; $(a slowloris probes_answered) probes answered over $(a slowloris ran_s) s of $(a slowloris connections)-socket slowloris rounds on HTTPS from one address (the per-address cap of 64 held them; $(a slowloris rejected_by_caps) refused); RSS $(a slowloris rss_before_kib) → $(a slowloris rss_after_kib) KiB; server up: $(a slowloris server_up)$(status abuse)"
 fi
 row10=$nm
 if [ -n "$(a idle_spread new_request_ms)" ]; then
@@ -103,7 +103,7 @@ if [ -n "$(a idle_spread new_request_ms)" ]; then
 fi
 row11=$nm
 if [ -n "$(a fanout good_complete)" ]; then
-  row11="$(a fanout good_complete) gap-free and in order ($(a fanout events) events, seq gaps $(a fanout seq_gaps)) / $(a fanout stalled_closed) stalled closed $(a fanout stalled_closed_s) s after the writes began ($(a fanout stalled_end)) / RSS +$(a fanout rss_growth_kib) KiB; write p99 $(a fanout write_p99_ms) ms$(status abuse)"
+  row11="$(a fanout good_complete) gap-free and in order ($(a fanout events) events, seq gaps $(a fanout seq_gaps)) / $(a fanout stalled_closed) stalled closed $(a fanout stalled_closed_s) s after subscribing (30 s send timeout; $(a fanout stalled_end)) / RSS +$(a fanout rss_growth_kib) KiB; write p99 $(a fanout write_p99_ms) ms$(status abuse)"
 fi
 row12=$nm
 if [ -n "$(a reads_getrecord rps)" ]; then
