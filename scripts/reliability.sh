@@ -10,6 +10,8 @@
 #   ABUSE_*        sizes of the abuse and load runs (scripts/abuse.sh; rows 9-13, 15)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
+# Panic messages, not backtraces, in the failure tails below.
+export RUST_BACKTRACE=0
 export ATPROTO_INTEROP_DIR=${ATPROTO_INTEROP_DIR:-$(cd .. && pwd)/shared/interop}
 crash_rounds=${CRASH_ROUNDS:-100}
 corrupt_rounds=${CORRUPT_ROUNDS:-200}
@@ -23,7 +25,9 @@ run() { # name, command...: keeps the log, reports failure, never stops the tabl
   local name=$1; shift
   echo "== $name" >&2
   if ! "$@" >"$out/$name.log" 2>&1; then
-    echo "   FAILED (log below)" >&2
+    # The whole log outlives the run: a rare failure must be explainable afterwards.
+    mkdir -p target/reliability && cp "$out/$name.log" "target/reliability/$name.log"
+    echo "   FAILED (log below; all of it in target/reliability/$name.log)" >&2
     tail -30 "$out/$name.log" >&2
     echo FAILED >"$out/$name.failed"
   fi
