@@ -3,8 +3,10 @@
 #
 #   scripts/test-image.sh IMAGE(.img or .img.xz)
 #
+# 0. The card as flashed (the untouched template): the LAN setup page on port 80, and
+#    /xrpc/_health 503. The disk is made 1 GiB bigger first, like a larger card.
 # 1. A perch.toml (hostname, password, SSH key, plain HTTP for the test) is put onto the
-#    image's FAT partition with mtools; the disk is made 1 GiB bigger, like a larger card.
+#    image's FAT partition with mtools.
 # 2. First boot under qemu-system-aarch64 -M virt (the image's own kernel and initrd, the
 #    image as a virtio disk, user networking with ports forwarded on loopback): the
 #    config is applied, the root partition grown, perch.service active, /xrpc/_health and
@@ -47,23 +49,6 @@ mcopy -n -i "$fat" "::/$kernel" "$work/vmlinuz"
 mcopy -n -i "$fat" "::/$initrd" "$work/initrd"
 say "kernel $kernel, initrd $initrd"
 
-password="flash and go $RANDOM$RANDOM"
-ssh-keygen -q -t ed25519 -N '' -C perch-image-test -f "$work/key"
-cat >"$work/perch.toml" <<TOML
-hostname = "pds.example.com"
-password = "$password"
-email = "owner@example.com"
-ssh_key = "$(cat "$work/key.pub")"
-
-# No DNS, no certificate and no PLC directory inside the test: plain HTTP and did:web.
-[perch]
-tls = "off"
-listen = "0.0.0.0:80"
-plc_url = ""
-relays = []
-TOML
-mcopy -o -i "$fat" "$work/perch.toml" ::/perch.toml
-
 port_http=$((20000 + RANDOM % 20000))
 port_ssh=$((port_http + 1))
 console=$work/console.log
@@ -93,11 +78,47 @@ wait_healthy() { # seconds limit; prints seconds taken
 vm() { ssh -q -i "$work/key" -p "$port_ssh" -o StrictHostKeyChecking=no \
          -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 root@127.0.0.1 "$@"; }
 
+# --- a card nobody has set up yet ------------------------------------------------------
+say "boot with the untouched perch.toml: the setup page"
+boot
+t0=$SECONDS
+until [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url/") == 200 ]]; do
+  ((SECONDS - t0 < 600)) || fail "no setup page after 600 s"
+  kill -0 "$qemu_pid" 2>/dev/null || fail "QEMU exited"
+  sleep 1
+done
+welcome_s=$((SECONDS - t0))
+page=$(curl -s --max-time 10 "$url/")
+grep -q "not set up yet" <<<"$page" || fail "setup page: $page"
+grep -q "sets nothing yet" <<<"$page" || fail "setup page lacks the first-boot report: $page"
+[[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$url/xrpc/_health") == 503 ]] ||
+  fail "_health should be 503 before setup"
+say "setup page after $welcome_s s"
+kill -9 "$qemu_pid"
+wait "$qemu_pid" 2>/dev/null || true
+
+password="flash and go $RANDOM$RANDOM"
+ssh-keygen -q -t ed25519 -N '' -C perch-image-test -f "$work/key"
+cat >"$work/perch.toml" <<TOML
+hostname = "pds.example.com"
+password = "$password"
+email = "owner@example.com"
+ssh_key = "$(cat "$work/key.pub")"
+
+# No DNS, no certificate and no PLC directory inside the test: plain HTTP and did:web.
+[perch]
+tls = "off"
+listen = "0.0.0.0:80"
+plc_url = ""
+relays = []
+TOML
+mcopy -o -i "$fat" "$work/perch.toml" ::/perch.toml
+
 # --- first boot ----------------------------------------------------------------------
 say "first boot (QEMU TCG, ${QEMU_SMP:-2} CPUs)"
 boot
 first=$(wait_healthy 600)
-say "boot to healthy: $first s (first boot: grow root, apply perch.toml, create account)"
+say "boot to healthy: $first s (perch.toml applied, account created)"
 
 session=$(curl -sf --max-time 30 -H 'content-type: application/json' \
   -d "{\"identifier\":\"pds.example.com\",\"password\":\"$password\"}" \
@@ -169,6 +190,6 @@ while read -r uri cid; do
 done <"$acked"
 vm "journalctl -b -u perch --no-pager" >"$work/perch.log" || true
 grep -qi panick "$work/perch.log" && fail "perch panicked after the power cut"
-echo "image: boot_to_healthy_s=$first second_boot_s=$second powercut_acked=$n_acked powercut_lost=$lost"
+echo "image: setup_page_s=$welcome_s boot_to_healthy_s=$first second_boot_s=$second powercut_acked=$n_acked powercut_lost=$lost"
 ((lost == 0)) || fail "$lost acknowledged writes lost in the power cut"
 say "OK"

@@ -261,7 +261,7 @@ pub fn main_entry() -> ExitCode {
     match cli.command {
         Command::Init(args) => return init::main(args, &cli.global),
         Command::Firstboot(args) => return firstboot_cmd::main(args, &cli.global),
-        Command::Welcome(args) => return welcome::main(args),
+        Command::Welcome(args) => return welcome::main(args, &cli.global),
         _ => {}
     }
     let config = match Config::load(&cli.global) {
@@ -403,6 +403,32 @@ fn foreign_owner(data_dir: &std::path::Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every subcommand's arguments can be read back: clap only finds a clash between a
+    /// subcommand's argument and a global one of the same name when the value is taken.
+    #[test]
+    fn image_commands_parse() {
+        for args in [
+            &["perch", "welcome"][..],
+            &[
+                "perch",
+                "welcome",
+                "--listen",
+                "127.0.0.1:8080",
+                "--boot-dir",
+                "/b",
+            ],
+            &["perch", "firstboot", "--root", "/r", "--boot-dir", "/b"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(matches!(
+                cli.command,
+                Command::Welcome(_) | Command::Firstboot(_)
+            ));
+        }
+        let cli = Cli::try_parse_from(["perch", "welcome", "--listen", "127.0.0.1:8080"]).unwrap();
+        assert_eq!(cli.global.listen.as_deref(), Some("127.0.0.1:8080"));
+    }
     use clap::CommandFactory as _;
 
     fn parse(args: &[&str]) -> Cli {

@@ -17,17 +17,26 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::firstboot::{BOOT_FILE, RESULT_FILE};
 
+/// Where the page answers unless `--listen` says otherwise.
+const DEFAULT_LISTEN: &str = "0.0.0.0:80";
+
 #[derive(clap::Args, Debug)]
 pub struct WelcomeArgs {
-    /// Where to answer
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:80")]
-    pub listen: SocketAddr,
     /// The boot partition; its perch-setup.txt is shown on the page
     #[arg(long, value_name = "DIR", default_value = "/boot/firmware")]
     pub boot_dir: PathBuf,
 }
 
-pub fn main(args: WelcomeArgs) -> ExitCode {
+/// `--listen` is the global flag (a second `listen` argument here would clash with it).
+pub fn main(args: WelcomeArgs, global: &super::GlobalArgs) -> ExitCode {
+    let listen = global.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen: SocketAddr = match listen.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("perch: --listen {listen}: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -38,7 +47,7 @@ pub fn main(args: WelcomeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(args)) {
+    match rt.block_on(serve(listen, args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("perch: welcome page on {e}");
@@ -47,10 +56,10 @@ pub fn main(args: WelcomeArgs) -> ExitCode {
     }
 }
 
-async fn serve(args: WelcomeArgs) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(args.listen)
+async fn serve(listen: SocketAddr, args: WelcomeArgs) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("{}: {e}", args.listen))?;
+        .map_err(|e| format!("{listen}: {e}"))?;
     crate::notify::ready("not set up yet: showing the setup page");
     let boot_dir = Arc::new(args.boot_dir);
     loop {
