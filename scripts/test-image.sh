@@ -129,6 +129,8 @@ did=$(jq -r .did <<<"$session")
 say "logged in as $did"
 
 # What first boot did, seen from inside.
+# sshd starts after its host keys are made (ssh-keygen -A, slow under emulation).
+for _ in $(seq 40); do vm true && break; sleep 3; done
 vm true || fail "ssh with the key from perch.toml"
 [[ $(vm systemctl is-active perch.service) == active ]] || fail "perch.service not active"
 [[ $(vm systemctl is-active perch-welcome.service || true) != active ]] || fail "setup page still up"
