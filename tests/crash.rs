@@ -10,6 +10,9 @@
 //! `cargo test --test crash` runs a few rounds; `PERCH_CRASH_ROUNDS=100` is the
 //! long mode (`scripts/reliability.sh`). `PERCH_CRASH_SEED` replays a run.
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -28,22 +31,6 @@ use serde_json::{Value, json};
 const RECORDS: &str = "com.example.crash.note";
 const BLOB_RECORDS: &str = "com.example.crash.attachment";
 const WORKERS: usize = 6;
-
-/// xorshift64*: reproducible from the printed seed.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 type Http = Client<HttpConnector, Full<Bytes>>;
 

@@ -16,6 +16,9 @@
 #[path = "common/live.rs"]
 mod live;
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -40,21 +43,6 @@ const COLLECTIONS: [&str; 3] = [
     "app.bsky.feed.like",
     "com.example.perch.note",
 ];
-
-/// xorshift64*: the whole run follows from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn record(collection: &str, text_len: usize) -> Value {
     json!({"$type": collection, "text": "x".repeat(text_len), "createdAt": "2026-01-01T00:00:00Z"})

@@ -25,6 +25,9 @@ mod fs;
 #[path = "common/server.rs"]
 mod server;
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -37,21 +40,6 @@ use server::{Launch, Perch, Received, Session};
 const NOTES: &str = "com.example.powercut.note";
 const FILES: &str = "com.example.powercut.file";
 const WORKERS: usize = 4;
-
-/// xorshift64*: reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 #[derive(Default)]
 struct Model {
