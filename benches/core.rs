@@ -6,7 +6,7 @@
 //! compute all node blocks and store them), then export it as a CAR by
 //! walking the tree from storage. Also DAG-CBOR encode/decode throughput and
 //! signatures per second. Prints one JSON object on stdout.
-#[path = "../tests/common/seeded.rs"]
+#[path = "../tests/it/support/seeded.rs"]
 mod seeded;
 
 use std::hint::black_box;
@@ -114,6 +114,55 @@ fn main() {
         ));
     }
 
+    // Lexicon validation: a typical post (text, a mention, an image, languages), and 200
+    // of them as one applyWrites would check them.
+    let lex = perch::lexicon::Catalog::embedded();
+    let post = cbor::record_from_json(&serde_json::json!({
+        "$type": "app.bsky.feed.post",
+        "text": "Morning walk by the river. @alice.example.com took the photo, thanks! \
+                 The herons were back today, three of them on the old pier.",
+        "createdAt": "2026-12-03T08:15:00.000Z",
+        "langs": ["en"],
+        "facets": [{"index": {"byteStart": 27, "byteEnd": 45}, "features": [
+            {"$type": "app.bsky.richtext.facet#mention", "did": "did:plc:ewvi7nxzyoun6zhxrhs64oiz"}]}],
+        "embed": {"$type": "app.bsky.embed.images", "images": [{
+            "alt": "Three herons on a pier",
+            "aspectRatio": {"width": 4032, "height": 3024},
+            "image": {"$type": "blob", "mimeType": "image/jpeg", "size": 912345,
+                "ref": {"$link": "bafkreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"}}}]},
+    }))
+    .expect("post");
+    let mode = perch::lexicon::Mode::Require;
+    let rounds = 20_000;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        black_box(lex.check_record("app.bsky.feed.post", "3jzfcijpj2z2a", &post, mode))
+            .expect("valid");
+    }
+    let validate_post_s = secs(t) / f64::from(rounds);
+    let t = Instant::now();
+    for _ in 0..100 {
+        for _ in 0..200 {
+            black_box(lex.check_record("app.bsky.feed.post", "3jzfcijpj2z2a", &post, mode))
+                .expect("valid");
+        }
+    }
+    let validate_200_s = secs(t) / 100.0;
+    let samples: Vec<(&str, String, cbor::Ipld)> = lex
+        .record_types()
+        .into_iter()
+        .flat_map(|c| (1..=50u64).map(move |seed| (c, seed)))
+        .map(|(c, seed)| {
+            let (rkey, v) = lex.sample(c, seed).expect("sample");
+            (c, rkey, v)
+        })
+        .collect();
+    let t = Instant::now();
+    for (c, rkey, v) in &samples {
+        black_box(lex.check_record(c, rkey, v, mode)).expect("valid sample");
+    }
+    let validate_sample_s = secs(t) / samples.len() as f64;
+
     let mb = |bytes: usize, s: f64| bytes as f64 / 1e6 / s;
     let mut out = serde_json::json!({
         "n": n,
@@ -127,6 +176,9 @@ fn main() {
         "cbor_encode_mb_per_sec": mb(cbor_bytes, encode_s),
         "cbor_decode_mb_per_sec": mb(cbor_bytes, decode_s),
         "peak_rss_kib": peak_rss_kib(),
+        "lexicon_post_us": validate_post_s * 1e6,
+        "lexicon_200_posts_ms": validate_200_s * 1e3,
+        "lexicon_generated_record_us": validate_sample_s * 1e6,
     });
     for (alg, s, v) in sig_stats {
         out[format!("{alg}_sign_per_sec")] = s.into();

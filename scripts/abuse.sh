@@ -11,7 +11,7 @@
 #   idle        ABUSE_IDLE_SOCKETS sockets that never send a byte, from one
 #               source address and then spread over ABUSE_IDLE_SOURCES
 #               addresses (scripts/abuse/idle.py; row 10)
-#   fanout      tests/firehose_fanout.rs with ABUSE_FANOUT_EVENTS events, 50
+#   fanout      tests/it/firehose_fanout.rs with ABUSE_FANOUT_EVENTS events, 50
 #               subscribers of which 5 never read (row 11)
 #   reads       wrk getRecord (ABUSE_READ_CONNECTIONS connections for
 #               ABUSE_READ_SECONDS) and h2load getBlob of a 1 MB blob over h2c
@@ -22,6 +22,22 @@
 #   fsync       strace -c of fsync/fdatasync/sync_file_range and
 #               /proc/PID/io over ABUSE_FSYNC_WRITES createRecords (row 13)
 #   testssl     tests/frontdoor/run.sh with its slow phases off (row 15)
+#   stall       a ~20 MB repo; ABUSE_STALL_CLIENTS getRepo readers from as many
+#               addresses read 1 KB and stop, while describeRepo and
+#               getLatestCommit are asked every 0.25 s (scripts/abuse/dos.py;
+#               issue 14 item 3, row 16)
+#   h2bodies    32 h2c connections x 64 streams from 4 addresses, each body one
+#               byte short of 150 KB: peak RSS, and a login beside it (item 4,
+#               row 17)
+#   subflood    ABUSE_SUBSCRIBERS idle firehose subscribers from 16 addresses,
+#               then a new request and a new subscriber (item 5, row 18)
+#   h2idle      ABUSE_H2_IDLE HTTP/2 connections from 16 addresses, idle after
+#               one request, then a new client (item 5, row 19)
+#   passwords   wrong-password guesses from 32 addresses, 4 at once each, for
+#               ABUSE_GUESS_SECONDS, by createSession and by deleteAccount, with
+#               describeRepo probes beside them: peak RSS and probe latency; then
+#               deleteAccount as an oracle (scripts/abuse/passwords.py; items 1,
+#               2, rows 20-21)
 #
 # ABUSE_PHASES picks phases (default: all, in the order above). PERCH_BIN is
 # the binary (default: the release build in $CARGO_TARGET_DIR or target/,
@@ -31,7 +47,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 PERCH_BIN=${PERCH_BIN:-$TARGET/release/perch}
-PHASES=${ABUSE_PHASES:-slowloris idle fanout reads h2 fsync testssl}
+PHASES=${ABUSE_PHASES:-slowloris idle fanout reads h2 fsync testssl stall h2bodies subflood h2idle passwords}
 SLOW_CONNECTIONS=${ABUSE_SLOW_CONNECTIONS:-4000}
 SLOW_SECONDS=${ABUSE_SLOW_SECONDS:-120}
 IDLE_SOCKETS=${ABUSE_IDLE_SOCKETS:-10000}
@@ -41,6 +57,10 @@ READ_SECONDS=${ABUSE_READ_SECONDS:-30}
 READ_CONNECTIONS=${ABUSE_READ_CONNECTIONS:-200}
 H2_REQUESTS=${ABUSE_H2_REQUESTS:-100000}
 FSYNC_WRITES=${ABUSE_FSYNC_WRITES:-100}
+STALL_CLIENTS=${ABUSE_STALL_CLIENTS:-16}
+SUBSCRIBERS=${ABUSE_SUBSCRIBERS:-1024}
+H2_IDLE=${ABUSE_H2_IDLE:-1024}
+GUESS_SECONDS=${ABUSE_GUESS_SECONDS:-20}
 
 log() { printf '[abuse] %s\n' "$*" >&2; }
 die() {
@@ -57,8 +77,18 @@ ensure_apt() { # COMMAND PACKAGE
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1
   } || die "apt-get install $2 failed"
 }
-for pair in wrk:wrk h2load:nghttp2-client nghttp:nghttp2-client slowhttptest:slowhttptest \
-  strace:strace testssl:testssl.sh curl:curl jq:jq openssl:openssl python3:python3; do
+# Only what the chosen phases use (every phase starts perch with curl, jq and python3).
+tools=(curl:curl jq:jq python3:python3)
+for phase in $PHASES; do
+  case $phase in
+    slowloris) tools+=(slowhttptest:slowhttptest openssl:openssl) ;;
+    reads) tools+=(wrk:wrk h2load:nghttp2-client) ;;
+    h2) tools+=(h2load:nghttp2-client nghttp:nghttp2-client) ;;
+    fsync) tools+=(strace:strace) ;;
+    testssl) tools+=(testssl:testssl.sh openssl:openssl) ;;
+  esac
+done
+for pair in "${tools[@]}"; do
   ensure_apt "${pair%%:*}" "${pair#*:}"
 done
 if [[ $PERCH_BIN == "$TARGET/release/perch" ]]; then
@@ -240,7 +270,7 @@ phase_idle() {
 phase_fanout() {
   log "fanout: $FANOUT_EVENTS events, 50 subscribers, 5 stalled"
   PERCH_BIN=$PERCH_BIN PERCH_FANOUT_EVENTS=$FANOUT_EVENTS \
-    cargo test --locked --test firehose_fanout -- --nocapture >"$WORK/fanout.out" 2>&1 ||
+    cargo test --locked --test it firehose_fanout:: -- --nocapture >"$WORK/fanout.out" 2>&1 ||
     log "fanout test failed: $(grep -E 'panicked|assert' "$WORK/fanout.out" | head -3)"
   grep '^abuse: fanout ' "$WORK/fanout.out" || die "fanout printed no figures: $(tail -20 "$WORK/fanout.out")"
 }
@@ -377,6 +407,68 @@ phase_testssl() {
   [[ -n $line ]] || die "no testssl figures: $(tail -20 "$WORK/testssl.out")"
   echo "$line exit=$status"
   grep -E '^ +(low:|\(not ours\))' "$WORK/testssl.out" >&2 || true
+}
+
+# --- row 16: stalled getRepo readers (issue 14 item 3) -----------------------------
+phase_stall() {
+  start_dev stall
+  login
+  local d=$WORK/stall i
+  mkdir -p "$d"
+  log "stall: a ~20 MB repo (40 records of 500 KB)"
+  for i in $(seq 40); do
+    python3 -c 'import json, sys; print(json.dumps({"repo": sys.argv[1], "collection": "com.example.big",
+      "record": {"$type": "com.example.big", "n": int(sys.argv[2]), "text": "x" * 500000}}))' "$DID" "$i" >"$d/big.json"
+    curl -fsS -o /dev/null "$URL/xrpc/com.atproto.repo.createRecord" -H 'content-type: application/json' \
+      -H "$AUTH" --data-binary @"$d/big.json" || die "could not write big record $i"
+  done
+  log "stall: $STALL_CLIENTS getRepo readers that read 1 KB and stop"
+  python3 scripts/abuse/dos.py stall "${URL#http://}" "$PID" "$DID" "$STALL_CLIENTS"
+  echo "abuse: stall_after server_up=$(up)"
+  stop "$PID"
+}
+
+# --- row 17: unfinished request bodies over HTTP/2 (issue 14 item 4) -----------------
+phase_h2bodies() {
+  start_dev h2bodies
+  log "h2bodies: 32 connections x 64 streams, bodies one byte short of 150 KB"
+  python3 scripts/abuse/dos.py h2bodies "${URL#http://}" "$PID" 32 64 4 "$PASSWORD"
+  echo "abuse: h2bodies_after server_up=$(up) rss_kib=$(kib "$PID" VmRSS)"
+  stop "$PID"
+}
+
+# --- row 18: idle firehose subscribers (issue 14 item 5) ----------------------------
+phase_subflood() {
+  start_dev subflood
+  log "subflood: $SUBSCRIBERS idle subscribers from 16 addresses"
+  python3 scripts/abuse/dos.py subscribers "${URL#http://}" "$PID" "$SUBSCRIBERS" 16
+  stop "$PID"
+}
+
+# --- row 19: idle HTTP/2 connections (issue 14 item 5) ------------------------------
+phase_h2idle() {
+  start_dev h2idle
+  log "h2idle: $H2_IDLE HTTP/2 connections from 16 addresses, idle after one request"
+  python3 scripts/abuse/dos.py h2idle "${URL#http://}" "$PID" "$H2_IDLE" 16
+  stop "$PID"
+}
+
+# --- rows 20-21: password guessing (issue 14 items 1, 2) -----------------------------
+phase_passwords() {
+  local via
+  for via in login delete; do
+    start_dev "guess-$via"
+    login
+    log "passwords: guesses by $via from 32 addresses, 4 at once each, for ${GUESS_SECONDS} s"
+    python3 scripts/abuse/passwords.py guess "${URL#http://}" "$PID" "$DID" 32 4 "$GUESS_SECONDS" "$via"
+    echo "abuse: guess_${via}_after server_up=$(up) rss_kib=$(kib "$PID" VmRSS) hwm_kib=$(kib "$PID" VmHWM)"
+    stop "$PID"
+  done
+  start_dev oracle
+  login
+  log "passwords: deleteAccount as an oracle, 200 guesses from one address"
+  python3 scripts/abuse/passwords.py oracle "${URL#http://}" "$DID" "$PASSWORD" 200
+  stop "$PID"
 }
 
 for phase in $PHASES; do

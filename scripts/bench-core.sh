@@ -25,6 +25,9 @@ print(f"CAR export: perch {p['car_export_ms']:.0f} ms ({p['car_mb_per_sec']:.1f}
       f"node {n['car_export_ms']:.0f} ms ({n['car_mb_per_sec']:.1f} MB/s) -> "
       f"{n['car_export_ms'] / p['car_export_ms']:.1f}x")
 print(f"DAG-CBOR: encode {p['cbor_encode_mb_per_sec']:.0f} MB/s, decode {p['cbor_decode_mb_per_sec']:.0f} MB/s")
+print(f"Lexicon validation: {p['lexicon_post_us']:.2f} us per post, "
+      f"{p['lexicon_200_posts_ms']:.2f} ms per 200-post applyWrites, "
+      f"{p['lexicon_generated_record_us']:.2f} us per generated record of any type")
 for alg in ("ES256K", "ES256"):
     print(f"{alg}: sign {p[alg + '_sign_per_sec']:.0f}/s, verify {p[alg + '_verify_per_sec']:.0f}/s")
 PY

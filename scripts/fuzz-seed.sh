@@ -92,8 +92,8 @@ PY
 else
   echo "notice: $bin not built; no CAR seed (cargo build first)" >&2
 fi
-# The malformed repositories and DAG-CBOR bombs of tests/hostile_car.rs
+# The malformed repositories and DAG-CBOR bombs of tests/it/hostile_car.rs
 # (reliability plan items 9 and 11), written by the test itself.
-PERCH_FUZZ_SEEDS="$PWD/$corpus" cargo test --locked --test hostile_car malformed_repositories \
-  -q >/dev/null 2>&1 || echo "notice: tests/hostile_car.rs did not run; no hostile seeds" >&2
+PERCH_FUZZ_SEEDS="$PWD/$corpus" cargo test --locked --test it hostile_car::malformed_repositories \
+  -q >/dev/null 2>&1 || echo "notice: tests/it/hostile_car.rs did not run; no hostile seeds" >&2
 for t in "$corpus"/*; do echo "$(basename "$t"): $(find "$t" -type f | wc -l) seeds"; done

@@ -7,7 +7,7 @@
 #   FUZZ_MINUTES   per fuzz target (default 10; 0 skips fuzzing)
 #   POWERCUT_ROUNDS power cuts with unsynced data dropped, per sync mode (default 50)
 #   FIREHOSE_STEPS random writes in the firehose frame check (default 1000)
-#   ABUSE_*        sizes of the abuse and load runs (scripts/abuse.sh; rows 9-13, 15)
+#   ABUSE_*        sizes of the abuse and load runs (scripts/abuse.sh; rows 9-13, 15-21)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 # Panic messages, not backtraces, in the failure tails below.
@@ -32,15 +32,15 @@ run() { # name, command...: keeps the log, reports failure, never stops the tabl
     echo FAILED >"$out/$name.failed"
   fi
 }
-run crash env PERCH_CRASH_ROUNDS="$crash_rounds" cargo test --locked --test crash -- --nocapture
-run corrupt env PERCH_CORRUPT_ROUNDS="$corrupt_rounds" cargo test --locked --test corrupt_db -- --nocapture
-run jwt cargo test --locked --test jwt_attacks -- --nocapture
-run ssrf cargo test --locked --test ssrf -- --nocapture
-run powercut env POWERCUT_ROUNDS="$powercut_rounds" cargo test --locked --test powercut -- --nocapture
-run fiu cargo test --locked --test fiu -- --nocapture
-run restore cargo test --locked --test restore_seq -- --nocapture
-run car cargo test --locked --test hostile_car -- --nocapture
-run firehose env PERCH_FIREHOSE_STEPS="$firehose_steps" cargo test --locked --test firehose_frames -- --nocapture
+run crash env PERCH_CRASH_ROUNDS="$crash_rounds" cargo test --locked --test it crash:: -- --nocapture
+run corrupt env PERCH_CORRUPT_ROUNDS="$corrupt_rounds" cargo test --locked --test it corrupt_db:: -- --nocapture
+run jwt cargo test --locked --test it jwt_attacks:: -- --nocapture
+run ssrf cargo test --locked --test it ssrf:: -- --nocapture
+run powercut env POWERCUT_ROUNDS="$powercut_rounds" cargo test --locked --test it powercut:: -- --nocapture
+run fiu cargo test --locked --test it fiu:: -- --nocapture
+run restore cargo test --locked --test it restore_seq:: -- --nocapture
+run car cargo test --locked --test it hostile_car:: -- --nocapture
+run firehose env PERCH_FIREHOSE_STEPS="$firehose_steps" cargo test --locked --test it firehose_frames:: -- --nocapture
 run abuse scripts/abuse.sh
 if [ "$fuzz_minutes" -gt 0 ]; then
   cargo build --locked >/dev/null 2>&1 # the CAR seed comes from a real perch
@@ -121,6 +121,30 @@ row15=$nm
 if [ -n "$(a testssl medium_or_worse_ours)" ]; then
   row15="$(a testssl medium_or_worse_ours) of $(a testssl checks) checks (MEDIUM or worse from the throwaway test CA, not perch: $(a testssl medium_or_worse_all))$(status abuse)"
 fi
+row16=$nm
+if [ -n "$(a stall_getrepo probes_answered)" ]; then
+  row16="$(a stall_getrepo probes_answered) describeRepo/getLatestCommit answered (p99 $(a stall_getrepo probe_p99_ms) ms, max $(a stall_getrepo probe_max_ms) ms) beside $(a stall_getrepo clients) stalled getRepo readers of a 20 MB repo ($(a stall_getrepo exporting) exporting, $(a stall_getrepo refused_429) refused 429); whole getRepo afterwards: $(a stall_getrepo getrepo_after)$(status abuse)"
+fi
+row17=$nm
+if [ -n "$(a h2_unfinished_bodies vmhwm_kib)" ]; then
+  row17="peak RSS $(a h2_unfinished_bodies vmhwm_kib) KiB (from $(a h2_unfinished_bodies rss_before_kib)) with $(a h2_unfinished_bodies connections) h2c connections x 64 streams of unfinished 150 KB bodies ($(a h2_unfinished_bodies body_bytes_sent) body bytes taken in); login beside it: $(a h2_unfinished_bodies login_status) in $(a h2_unfinished_bodies login_ms) ms$(status abuse)"
+fi
+row18=$nm
+if [ -n "$(a subscriber_flood new_request_status)" ]; then
+  row18="$(a subscriber_flood subscribers) idle subscribers from $(a subscriber_flood sources) addresses: $(a subscriber_flood kept) kept, a new client got $(a subscriber_flood new_request_status) in $(a subscriber_flood new_request_ms) ms, a new subscriber got in: $(a subscriber_flood new_subscriber); RSS $(a subscriber_flood rss_held_kib) KiB$(status abuse)"
+fi
+row19=$nm
+if [ -n "$(a h2_idle new_client_status)" ]; then
+  row19="$(a h2_idle connections) HTTP/2 connections from $(a h2_idle sources) addresses idle after a request: a new client got $(a h2_idle new_client_status) in $(a h2_idle new_client_ms) ms$(status abuse)"
+fi
+row20=$nm
+if [ -n "$(a guess_delete rss_peak_kib)" ]; then
+  row20="createSession: peak RSS $(a guess_login rss_peak_kib) KiB (from $(a guess_login rss_before_kib)), describeRepo p99 $(a guess_login probe_p99_ms) ms ($(a guess_login probes_ok) answered, $(a guess_login probes_failed) failed), answers $(a guess_login statuses); deleteAccount: peak RSS $(a guess_delete rss_peak_kib) KiB, describeRepo p99 $(a guess_delete probe_p99_ms) ms, answers $(a guess_delete statuses)$(status abuse)"
+fi
+row21=$nm
+if [ -n "$(a oracle answers_differ_by_password)" ]; then
+  row21="answers differ by password: $(a oracle answers_differ_by_password); $(a oracle answered_before_first_429) of $(a oracle guesses) guesses answered before the first 429 ($(a oracle statuses))$(status abuse)"
+fi
 
 cat <<TABLE
 
@@ -141,5 +165,11 @@ cat <<TABLE
 | 13 | fsyncs and bytes written per createRecord | ≤ 2 fsync, ≤ 64 KiB | $row13 |
 | 14 | Startup with corrupt DB | clear refusal, no panic | $row14 |
 | 15 | testssl findings rated medium or worse | **0** | $row15 |
+| 16 | 16 stalled getRepo readers: reads answered | all, none slower than 10 s | $row16 |
+| 17 | h2c 32 x 64 unfinished 150 KB bodies: peak RSS | < 96 MiB, login answered | $row17 |
+| 18 | 1024 idle firehose subscribers: new client | served; new subscriber gets in | $row18 |
+| 19 | 1024 idle HTTP/2 connections: new client | served | $row19 |
+| 20 | Password guessing, 32 addresses x 4 at once for 20 s: peak RSS, reads | < 96 MiB; reads answered | $row20 |
+| 21 | deleteAccount without a session as a password oracle | same answer whatever the password; rate-limited | $row21 |
 TABLE
 ! ls "$out"/*.failed >/dev/null 2>&1

@@ -7,7 +7,8 @@
 #     running perch, with a local PLC directory;
 #  3. tests/migrate/run.sh: `perch migrate in` from the reference PDS
 #     (@atproto/pds, installed by scripts/bench/install.sh) with a kill and
-#     resume, checked with the official client;
+#     resume, `perch migrate out`, and a move in driven step by step by the
+#     official client (tests/client/migrate-flow.mjs), each checked with it;
 #  4. tests/frontdoor/run.sh: slowloris / slow body / slow read with
 #     slowhttptest, and a testssl review of the HTTPS listener.
 # Needs Rust and Node.js 20+ with npm; the ACME tests need Debian's pebble and

@@ -1,6 +1,7 @@
 //! Everything a request handler can reach: config, store, writer, blobs,
 //! keys and limits, shared behind one `Arc<App>`.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::{Arc, Mutex};
 
 use crate::auth::limiter::LoginLimiter;
@@ -21,15 +22,25 @@ pub struct App {
     /// This server's own DID (`did:web:<hostname>`), the `aud` of sessions.
     pub service_did: String,
     pub login_limiter: Mutex<LoginLimiter>,
+    /// Password hashing, on its own bounded threads.
+    pub hasher: crate::hasher::Hasher,
     /// Outbound HTTP(S), with the private-address guard.
     pub net: crate::net::Net,
     /// What the relays said when asked to crawl us.
-    pub crawl: crate::crawl::CrawlState,
+    pub crawl: Arc<crate::crawl::Crawler>,
     /// The HTTPS front door's certificate state.
     pub tls: Arc<crate::tls::TlsState>,
     pub metrics: crate::metrics::Metrics,
     /// Open firehose connections.
     pub subscribers: std::sync::atomic::AtomicUsize,
+    /// Other people's handles (`resolveHandle`): cache and lookup limits.
+    pub handles: crate::identity::handles::HandleResolver,
+    /// Request-body bytes held in memory (`xrpc::budget`).
+    pub body_budget: Arc<crate::xrpc::budget::BodyBudget>,
+    /// Firehose subscribers' places (`max_subscribers`, `max_subscribers_per_ip`).
+    pub subscriber_slots: Arc<crate::http::subscribers::SubscriberSlots>,
+    /// Whole-repo exports running (getRepo, getCheckout, getBlocks).
+    pub exports: Arc<crate::api::exports::ExportSlots>,
     /// Other identities' DID documents, kept a few minutes.
     did_cache: Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
 }
@@ -52,7 +63,12 @@ impl App {
     /// Open the data directory: database, keys, blob files, writer.
     pub async fn open(config: Config) -> Result<Arc<App>, AppError> {
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(|e| AppError::Io(dir.display().to_string(), e))?;
+        // A new data directory is the service's alone; an existing one keeps its mode.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| AppError::Io(dir.display().to_string(), e))?;
         let new_allowed = !dir.join("keys").join(keys::REPO_KEY).exists();
         let store = Store::open_with(&dir.join("perch.sqlite"), new_allowed)?;
         let keydir = KeyDir::open(dir)?;
@@ -77,12 +93,36 @@ impl App {
         })?;
         let service_did = format!("did:web:{}", config.hostname);
         let net = crate::net::Net::new(config.allow_loopback);
+        // Tests answer handle lookups from a DNS server on loopback; only
+        // together with PERCH_ALLOW_LOOPBACK, never from the config file.
+        let dns_override = config
+            .allow_loopback
+            .then(|| std::env::var("PERCH_DNS_RESOLVER").ok()?.parse().ok())
+            .flatten();
         Ok(Arc::new(App {
-            crawl: crate::crawl::CrawlState::default(),
+            crawl: Arc::new(crate::crawl::Crawler::new(
+                config.relays.clone(),
+                config.hostname.clone(),
+                net.clone(),
+                Arc::clone(&store),
+            )),
             tls: Arc::default(),
             metrics: crate::metrics::Metrics::default(),
             subscribers: std::sync::atomic::AtomicUsize::new(0),
+            body_budget: crate::xrpc::budget::BodyBudget::new(
+                crate::xrpc::budget::TOTAL,
+                crate::xrpc::budget::PER_ADDRESS,
+            ),
+            subscriber_slots: crate::http::subscribers::SubscriberSlots::new(
+                usize::try_from(config.max_subscribers).unwrap_or(usize::MAX),
+                usize::try_from(config.max_subscribers_per_ip).unwrap_or(usize::MAX),
+            ),
+            exports: crate::api::exports::ExportSlots::new(
+                crate::api::exports::EXPORTS_TOTAL,
+                crate::api::exports::EXPORTS_PER_ADDRESS,
+            ),
             did_cache: Mutex::new(std::collections::HashMap::new()),
+            handles: crate::identity::handles::HandleResolver::new(dns_override),
             net,
             config,
             store,
@@ -92,7 +132,34 @@ impl App {
             jwt_secret,
             service_did,
             login_limiter: Mutex::new(LoginLimiter::new(crate::auth::LimiterConfig::default())),
+            hasher: crate::hasher::Hasher::for_this_machine(),
         }))
+    }
+
+    /// Whether storage answers a read within `within` and the writer has not failed; the
+    /// answer goes to `/metrics` too. The systemd watchdog pings only while this holds. The
+    /// writer is not probed: one large import may legitimately hold it longer than that.
+    pub async fn storage_healthy(&self, within: std::time::Duration) -> bool {
+        let ok = match tokio::time::timeout(within, self.store.read(|c| c.ping())).await {
+            Ok(Ok(_)) => self.writer.health().failure().is_none(),
+            Ok(Err(e)) => {
+                tracing::warn!("watchdog probe: database read failed: {e}");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("watchdog probe: database read took longer than {within:?}");
+                false
+            }
+        };
+        self.metrics.set_storage_ok(ok);
+        ok
+    }
+
+    /// Waits for a storage failure, then says so in `/metrics` and the systemd status line.
+    pub async fn watch_storage(self: Arc<Self>) {
+        let why = self.writer.health().failed().await;
+        self.metrics.set_storage_ok(false);
+        crate::notify::storage_failed(why);
     }
 
     /// Another identity's DID document, from the cache when fresh.
@@ -130,6 +197,38 @@ impl App {
             cache.remove(did);
         }
         self.did_document(did).await
+    }
+
+    /// The firehose service.
+    pub fn firehose(&self) -> crate::firehose::Firehose {
+        crate::firehose::Firehose::new(
+            Arc::clone(&self.store),
+            self.writer.seq_watch(),
+            std::time::Duration::from_secs(self.config.backfill_hours * 3600),
+        )
+    }
+
+    /// The account service, over this server's parts.
+    pub fn accounts(&self) -> crate::account::Accounts<'_> {
+        crate::account::Accounts {
+            config: &self.config,
+            store: &self.store,
+            writer: &self.writer,
+            hasher: &self.hasher,
+            limiter: &self.login_limiter,
+            net: &self.net,
+            repo_key: &self.repo_key,
+            jwt_secret: &self.jwt_secret,
+            service_did: &self.service_did,
+        }
+    }
+
+    pub fn uploads(&self) -> crate::uploads::Uploads<'_> {
+        crate::uploads::Uploads {
+            blobs: &self.blobs,
+            writer: &self.writer,
+            limit: self.config.blob_limit,
+        }
     }
 
     /// The account, if one exists.

@@ -10,7 +10,10 @@ use std::time::Duration;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use crate::app::App;
+use tokio::sync::watch;
+
+use crate::net::Net;
+use crate::store::{Store, account, repo};
 
 pub const THROTTLE: Duration = Duration::from_secs(20 * 60);
 
@@ -23,18 +26,36 @@ pub struct RelayStatus {
     pub result: String,
 }
 
-#[derive(Default)]
-pub struct CrawlState {
-    relays: Mutex<Vec<RelayStatus>>,
+/// Who to ask, as whom, and what each relay answered last.
+pub struct Crawler {
+    relays: Vec<String>,
+    hostname: String,
+    net: Net,
+    store: Arc<Store>,
+    answers: Mutex<Vec<RelayStatus>>,
 }
 
-impl CrawlState {
+impl Crawler {
+    pub fn new(relays: Vec<String>, hostname: String, net: Net, store: Arc<Store>) -> Crawler {
+        Crawler {
+            relays,
+            hostname,
+            net,
+            store,
+            answers: Mutex::default(),
+        }
+    }
+
+    pub fn has_relays(&self) -> bool {
+        !self.relays.is_empty()
+    }
+
     pub fn snapshot(&self) -> Vec<RelayStatus> {
-        self.relays.lock().map(|v| v.clone()).unwrap_or_default()
+        self.answers.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     fn record(&self, s: RelayStatus) {
-        if let Ok(mut v) = self.relays.lock() {
+        if let Ok(mut v) = self.answers.lock() {
             v.retain(|x| x.relay != s.relay);
             v.push(s);
         }
@@ -48,82 +69,82 @@ impl CrawlState {
                 .collect(),
         )
     }
-}
 
-/// Ask every configured relay once.
-pub async fn request_all(app: &App) {
-    for relay in &app.config.relays {
-        let url = format!(
-            "{}/xrpc/com.atproto.sync.requestCrawl",
-            relay.trim_end_matches('/')
-        );
-        let body = json!({ "hostname": app.config.hostname });
-        let result = match app.net.json(Method::POST, &url, Some(&body)).await {
-            Ok((status, _)) if status.is_success() => "ok".to_owned(),
-            Ok((status, body)) => format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&body)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-            ),
-            Err(e) => e.to_string(),
-        };
-        if result == "ok" {
-            tracing::info!("asked {relay} to crawl {}", app.config.hostname);
-        } else {
-            tracing::warn!("requestCrawl to {relay} failed: {result}");
+    /// Ask every configured relay once.
+    pub async fn request_all(&self) {
+        for relay in &self.relays {
+            let url = format!(
+                "{}/xrpc/com.atproto.sync.requestCrawl",
+                relay.trim_end_matches('/')
+            );
+            let body = json!({ "hostname": self.hostname });
+            let result = match self.net.json(Method::POST, &url, Some(&body)).await {
+                Ok((status, _)) if status.is_success() => "ok".to_owned(),
+                Ok((status, body)) => format!(
+                    "{status}: {}",
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                ),
+                Err(e) => e.to_string(),
+            };
+            if result == "ok" {
+                tracing::info!("asked {relay} to crawl {}", self.hostname);
+            } else {
+                tracing::warn!("requestCrawl to {relay} failed: {result}");
+            }
+            self.record(RelayStatus {
+                relay: relay.clone(),
+                at: crate::clock::unix_secs(),
+                result,
+            });
         }
-        app.crawl.record(RelayStatus {
-            relay: relay.clone(),
-            at: crate::api::repo::unix_now(),
-            result,
-        });
+    }
+
+    /// Whether some relay's latest rev for our repo differs from ours (or it
+    /// does not know the repo at all).
+    pub async fn relays_lag(&self) -> bool {
+        let Ok(Some((acct, root))) = self
+            .store
+            .read(|db| Ok(account::get_account(db)?.zip(repo::get_root(db)?)))
+            .await
+        else {
+            return false;
+        };
+        for relay in &self.relays {
+            let url = format!(
+                "{}/xrpc/com.atproto.sync.getLatestCommit?did={}",
+                relay.trim_end_matches('/'),
+                acct.did.replace('%', "%25")
+            );
+            let theirs = match self.net.json(Method::GET, &url, None).await {
+                Ok((st, body)) if st.is_success() => serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("rev").and_then(Value::as_str).map(str::to_owned)),
+                Ok(_) => None,
+                // Unreachable relays are not "lagging"; asking again won't help.
+                Err(_) => continue,
+            };
+            if theirs.as_deref() != Some(root.rev.as_str()) {
+                return true;
+            }
+        }
+        false
     }
 }
 
 /// How often to compare each relay's view of the repo with ours.
 pub const LAG_CHECK: Duration = Duration::from_secs(30 * 60);
 
-/// Whether some relay's latest rev for our repo differs from ours (or it
-/// does not know the repo at all).
-pub async fn relays_lag(app: &App) -> bool {
-    let Ok(Some(acct)) = app.account().await else {
-        return false;
-    };
-    let Ok(Some(root)) = app.store.read(crate::store::repo::get_root).await else {
-        return false;
-    };
-    for relay in &app.config.relays {
-        let url = format!(
-            "{}/xrpc/com.atproto.sync.getLatestCommit?did={}",
-            relay.trim_end_matches('/'),
-            acct.did.replace('%', "%25")
-        );
-        let theirs = match app.net.json(Method::GET, &url, None).await {
-            Ok((st, body)) if st.is_success() => serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("rev").and_then(Value::as_str).map(str::to_owned)),
-            Ok(_) => None,
-            // Unreachable relays are not "lagging"; asking again won't help.
-            Err(_) => continue,
-        };
-        if theirs.as_deref() != Some(root.rev.as_str()) {
-            return true;
-        }
-    }
-    false
-}
-
 /// Background task: ask on start; then after writes, at most once per
 /// `THROTTLE`; and again whenever a relay still lags our head at two
 /// checks in a row (it missed us, or dropped its subscription).
-pub async fn run(app: Arc<App>) {
-    if app.config.relays.is_empty() {
+pub async fn run(crawler: Arc<Crawler>, mut seqs: watch::Receiver<i64>) {
+    if !crawler.has_relays() {
         return;
     }
-    let mut seqs = app.writer.seq_watch();
-    request_all(&app).await;
+    crawler.request_all().await;
     let mut last = tokio::time::Instant::now();
     let mut lag_checks = tokio::time::interval(LAG_CHECK);
     lag_checks.tick().await;
@@ -141,7 +162,7 @@ pub async fn run(app: Arc<App>) {
                 seqs.borrow_and_update();
             }
             _ = lag_checks.tick() => {
-                let lagging = relays_lag(&app).await;
+                let lagging = crawler.relays_lag().await;
                 let ask = lagging && lagged_before;
                 lagged_before = lagging;
                 if !ask {
@@ -150,7 +171,7 @@ pub async fn run(app: Arc<App>) {
                 tracing::warn!("a relay has lagged our repo head for {:?}; asking again", LAG_CHECK);
             }
         }
-        request_all(&app).await;
+        crawler.request_all().await;
         last = tokio::time::Instant::now();
     }
 }

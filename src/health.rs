@@ -63,15 +63,6 @@ pub fn io_failure(e: &std::io::Error) -> bool {
     )
 }
 
-/// A SQLite error that means the file or the disk under it failed.
-pub fn sqlite_failure(e: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode::*;
-    matches!(
-        e.sqlite_error_code(),
-        Some(SystemIoFailure | DiskFull | CannotOpen | ReadOnly | DatabaseCorrupt | NotADatabase)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,16 +90,5 @@ mod tests {
         assert!(io_failure(&std::io::Error::from_raw_os_error(ENOSPC)));
         assert!(!io_failure(&std::io::Error::from_raw_os_error(24))); // EMFILE
         assert!(!io_failure(&std::io::ErrorKind::NotFound.into()));
-        let ioerr = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
-            None,
-        );
-        assert!(sqlite_failure(&ioerr));
-        let busy = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-            None,
-        );
-        assert!(!sqlite_failure(&busy));
-        assert!(!sqlite_failure(&rusqlite::Error::QueryReturnedNoRows));
     }
 }

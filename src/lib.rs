@@ -1,11 +1,17 @@
 //! perch: a single-user AT Protocol Personal Data Server.
 //!
 //! See `ARCHITECTURE.md` for the module map and the invariants each layer
-//! keeps. Layer 0 (pure protocol core): `cbor`, `cid`, `tid`, `syntax`,
-//! `crypto`. Layer 1 (repository): `repo`. Layer 2 (storage & identity):
-//! `identity`.
+//! keeps (checked by `tests/it/tidy.rs`). Layer 0 (pure protocol core):
+//! `cbor`, `cid`, `tid`, `syntax`, `crypto`, `clock`. Layer 1: `repo`,
+//! `lexicon`. Layer 2 (storage & identity): `store`, `blobs`, `health`,
+//! `keys`, `fsutil`, `identity`, `net`, `auth`, `addr`, `hasher`, `config`,
+//! `metrics`. Layer 3 (services): `writer`, `firehose`, `account`,
+//! `uploads`, `migrate`, `crawl`, `tls`, `notify`, `backup`,
+//! `firstboot`. `app` is the
+//! composition root. Layer 4 (faces): `xrpc`, `api`, `http`, `cli`.
 
 pub mod account;
+pub mod addr;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -14,15 +20,19 @@ pub mod blobs;
 pub mod cbor;
 pub mod cid;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crawl;
 pub mod crypto;
+pub mod firehose;
 pub mod firstboot;
 pub mod fsutil;
+pub mod hasher;
 pub mod health;
 pub mod http;
 pub mod identity;
 pub mod keys;
+pub mod lexicon;
 pub mod metrics;
 pub mod migrate;
 pub mod net;
@@ -32,5 +42,6 @@ pub mod store;
 pub mod syntax;
 pub mod tid;
 pub mod tls;
+pub mod uploads;
 pub mod writer;
 pub mod xrpc;

@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub firehose_subscribers: usize,
     pub cert_not_after: Option<i64>,
     pub certs_issued: u64,
+    pub password_hashes: u64,
+    pub password_queue: usize,
 }
 
 impl Metrics {
@@ -171,6 +173,18 @@ impl Metrics {
             &plain(s.certs_issued.to_string()),
         );
         metric(
+            "perch_password_hashes_total",
+            "counter",
+            "Password hashes computed (logins, deletion checks, new passwords) since start.",
+            &plain(s.password_hashes.to_string()),
+        );
+        metric(
+            "perch_password_queue",
+            "gauge",
+            "Password checks waiting for a hashing thread.",
+            &plain(s.password_queue.to_string()),
+        );
+        metric(
             "perch_storage_healthy",
             "gauge",
             "1 when the last database probe succeeded.",
@@ -194,6 +208,8 @@ mod tests {
             commits: 7,
             firehose_seq: 9,
             firehose_subscribers: 1,
+            password_hashes: 0,
+            password_queue: 0,
             cert_not_after: Some(1_900_000_000),
             certs_issued: 2,
         });

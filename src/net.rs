@@ -203,6 +203,11 @@ impl Net {
         }
     }
 
+    /// Whether private and loopback targets are allowed (tests and development only).
+    pub fn allows_private(&self) -> bool {
+        self.allow_private
+    }
+
     fn check(&self, url: &str) -> Result<Uri, NetError> {
         let uri: Uri = url.parse().map_err(|_| NetError::BadUrl(url.into()))?;
         match uri.scheme_str() {

@@ -2,12 +2,11 @@
 //! the listeners are bound, STATUS lines in words, WATCHDOG pings that stop when perch stops
 //! working, STOPPING on shutdown. Without `NOTIFY_SOCKET` every call does nothing.
 
-use std::sync::{Arc, OnceLock};
+use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
-
-use crate::app::App;
 
 fn send(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -31,12 +30,10 @@ pub fn status(status: &str) {
     }
 }
 
-/// Waits for a storage failure and puts it in the status line, where `systemctl status
-/// perch` shows it.
-pub async fn watch_storage(app: Arc<App>) {
-    let why = app.writer.health().failed().await;
+/// Storage failed: from now on every status line, where `systemctl status perch` shows it,
+/// leads with why.
+pub fn storage_failed(why: &str) {
     let _ = STORAGE_FAILED.set(format!("STORAGE FAILED ({why}): read-only until restarted"));
-    app.metrics.set_storage_ok(false);
     if let Some(f) = STORAGE_FAILED.get() {
         send(&[NotifyState::Status(f)]);
     }
@@ -46,34 +43,21 @@ pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }
 
-/// Pings the watchdog at half its interval, but only while the runtime that serves requests
-/// schedules this task and the database answers a read in time: a wedged server stops pinging
-/// and systemd restarts it. The writer is not probed: one large import may legitimately hold
-/// it longer than a watchdog interval.
-pub async fn watchdog(app: Arc<App>) {
+/// Pings the watchdog at half its interval while `healthy(within)` says so in time: `healthy`
+/// is run by the runtime that serves requests, so a wedged runtime or a database that does not
+/// answer stops the pings and systemd restarts perch.
+pub async fn watchdog<F, P>(healthy: F)
+where
+    F: Fn(Duration) -> P,
+    P: Future<Output = bool>,
+{
     let Some(interval) = sd_notify::watchdog_enabled() else {
         return;
     };
     let every = (interval / 2).max(Duration::from_millis(10));
     loop {
-        let probe = app.store.read(|c| {
-            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map_err(Into::into)
-        });
-        match tokio::time::timeout(every, probe).await {
-            Ok(Ok(_)) => {
-                app.metrics
-                    .set_storage_ok(app.writer.health().failure().is_none());
-                send(&[NotifyState::Watchdog]);
-            }
-            Ok(Err(e)) => {
-                app.metrics.set_storage_ok(false);
-                tracing::warn!("watchdog probe: database read failed: {e}");
-            }
-            Err(_) => {
-                app.metrics.set_storage_ok(false);
-                tracing::warn!("watchdog probe: database read took longer than {every:?}");
-            }
+        if healthy(every).await {
+            send(&[NotifyState::Watchdog]);
         }
         tokio::time::sleep(every).await;
     }

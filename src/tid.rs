@@ -4,7 +4,6 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::syntax::SyntaxError;
 
@@ -117,19 +116,10 @@ impl TidClock {
 
 static PROCESS_CLOCK: Mutex<Option<TidClock>> = Mutex::new(None);
 
-fn now_micros() -> u64 {
-    // A clock before 1970 is a broken host; 0 still yields increasing TIDs via the bump rule.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 /// Clock id chosen once per process so two processes writing the same repo are unlikely to
 /// mint identical TIDs in the same microsecond.
 fn process_clock_id() -> u16 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let nanos = crate::clock::subsec_nanos();
     let mixed = nanos ^ std::process::id().rotate_left(13);
     u16::try_from(mixed & CLOCK_MASK as u32).unwrap_or(0)
 }
@@ -144,10 +134,11 @@ fn with_process_clock<T>(f: impl FnOnce(&mut TidClock) -> T) -> T {
 
 /// A fresh TID from the process-wide generator.
 ///
-/// This is the one place in the module that reads the system clock; everything else takes
-/// time as a parameter.
+/// The one place in the module that reads the clock (through `crate::clock`); everything
+/// else takes time as a parameter.
 pub fn now() -> Tid {
-    let t = now_micros();
+    // A clock before 1970 reads 0, which still yields increasing TIDs via the bump rule.
+    let t = crate::clock::unix_micros();
     with_process_clock(|c| c.next(t))
 }
 

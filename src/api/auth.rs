@@ -1,30 +1,30 @@
 //! Who is calling: the session behind an `Authorization: Bearer` header.
 
 use crate::app::App;
-use crate::auth::{self, AuthError, Scope};
+use crate::auth::Scope;
 use crate::xrpc::{XrpcError, XrpcRequest};
 
-pub struct Session {
-    pub did: String,
-    pub handle: String,
-    pub scope: Scope,
+pub use crate::account::Session;
+
+/// Account management needs the main password's session, not an app password's.
+pub trait RequireFull {
+    fn require_full(&self) -> Result<(), XrpcError>;
 }
 
-impl Session {
-    /// Account management needs the main password's session, not an app
-    /// password's.
-    pub fn require_full(&self) -> Result<(), XrpcError> {
-        if self.scope.is_app_password() {
-            // The reference answers 400 with this exact message; the
-            // Bluesky app looks for it.
-            return Err(XrpcError::invalid_token("Bad token scope"));
+impl RequireFull for Session {
+    fn require_full(&self) -> Result<(), XrpcError> {
+        if self.is_full() {
+            Ok(())
+        } else {
+            // The reference answers 400 with this exact message; the Bluesky app looks
+            // for it.
+            Err(XrpcError::invalid_token("Bad token scope"))
         }
-        Ok(())
     }
 }
 
 pub fn now() -> i64 {
-    crate::api::repo::unix_now()
+    crate::clock::unix_secs()
 }
 
 pub fn bearer(req: &XrpcRequest) -> Result<&str, XrpcError> {
@@ -40,35 +40,10 @@ pub fn bearer(req: &XrpcRequest) -> Result<&str, XrpcError> {
     Ok(token.trim())
 }
 
-pub fn token_error(e: AuthError) -> XrpcError {
-    match e {
-        AuthError::Expired => XrpcError::expired_token("Token has expired"),
-        _ => XrpcError::invalid_token("Token could not be verified"),
-    }
-}
-
-/// A valid access token for this server's account.
+/// A valid access token for this server's account, in a session that has not ended.
 pub async fn require_user(app: &App, req: &XrpcRequest) -> Result<Session, XrpcError> {
     let token = bearer(req)?;
-    let claims = auth::verify_access(&app.jwt_secret, token, &app.service_did, now())
-        .map_err(token_error)?;
-    let acct = app
-        .account()
-        .await?
-        .filter(|a| a.did == claims.sub)
-        .ok_or_else(|| XrpcError::invalid_token("Token could not be verified"))?;
-    if acct.status == "takendown" {
-        return Err(XrpcError::new(
-            hyper::StatusCode::UNAUTHORIZED,
-            "AccountTakedown",
-            "Account has been taken down",
-        ));
-    }
-    Ok(Session {
-        did: acct.did,
-        handle: acct.handle,
-        scope: claims.scope,
-    })
+    Ok(app.accounts().authenticate(token).await?)
 }
 
 /// A user session, or a service-auth token the account itself minted (with

@@ -8,7 +8,10 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::HandlerResult;
+use super::auth::RequireFull;
+use crate::account::PlcCode;
 use crate::app::App;
+use crate::identity::plc::directory::Directory;
 use crate::store::account::Account;
 use crate::syntax;
 use crate::xrpc::{self, Body, XrpcError, XrpcRequest, XrpcResponse};
@@ -43,16 +46,43 @@ pub async fn did_document(app: &App, acct: &Account) -> Value {
     })
 }
 
+/// Handle → DID for anyone's handle, as the reference answers: the local
+/// account first; a handle under this server's own names that is not the
+/// account is `HandleNotFound` without asking anyone; any other handle is
+/// resolved (DNS TXT, then HTTPS, confirmed by the DID document) and an
+/// unresolvable one is `InvalidRequest` "Unable to resolve handle".
 pub async fn resolve_handle(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
+    use crate::identity::handles::Resolution;
     let handle = req.required("handle")?;
     syntax::validate_handle(handle).map_err(|e| XrpcError::invalid_request(e.to_string()))?;
     let handle = syntax::normalize_handle(handle);
-    match app.account().await? {
-        Some(a) if a.handle == handle => Ok(XrpcResponse::Json(json!({ "did": a.did }))),
-        _ => Err(XrpcError::lexicon(
+    if let Some(a) = app.account().await?
+        && a.handle == handle
+    {
+        return Ok(XrpcResponse::Json(json!({ "did": a.did })));
+    }
+    let host = &app.config.hostname;
+    let ours = handle == *host
+        || handle.ends_with(&format!(".{host}"))
+        || (app.config.dev && handle.ends_with(".test"));
+    if ours {
+        return Err(XrpcError::lexicon(
             "HandleNotFound",
             "Unable to resolve handle",
-        )),
+        ));
+    }
+    let unresolvable = || XrpcError::invalid_request("Unable to resolve handle");
+    // Names that never resolve publicly are not looked up at all.
+    if syntax::is_disallowed_tld(&handle) {
+        return Err(unresolvable());
+    }
+    match app
+        .handles
+        .resolve(&app.net, &app.config.plc_url, &handle)
+        .await
+    {
+        Resolution::Found(did) => Ok(XrpcResponse::Json(json!({ "did": did }))),
+        Resolution::NotFound | Resolution::Busy => Err(unresolvable()),
     }
 }
 
@@ -98,7 +128,7 @@ pub async fn well_known_did_json(app: &App) -> Response<Body> {
     match app.account().await {
         Ok(Some(a))
             if a.did
-                == web_did(
+                == crate::identity::web_did(
                     &app.config.hostname,
                     app.config.listen.port(),
                     app.config.dev,
@@ -109,16 +139,6 @@ pub async fn well_known_did_json(app: &App) -> Response<Body> {
         }
         Ok(_) => XrpcError::not_found("NotFound", "no did:web document here").into_response(),
         Err(e) => XrpcError::internal(e).into_response(),
-    }
-}
-
-/// The `did:web` for this host; in development the port is part of it
-/// (`did:web:localhost%3A2583`), as the did:web method allows for localhost.
-pub fn web_did(hostname: &str, port: u16, dev: bool) -> String {
-    if dev && hostname == "localhost" && port != 80 && port != 443 {
-        format!("did:web:{hostname}%3A{port}")
-    } else {
-        format!("did:web:{hostname}")
     }
 }
 
@@ -162,7 +182,11 @@ async fn handle_resolves_to(app: &App, handle: &str, did: &str) -> bool {
         return true;
     }
     use crate::identity::resolve;
-    match resolve::dns_did(handle).await {
+    let dns = match app.handles.dns() {
+        Some(server) => resolve::dns_did_at(server, handle).await,
+        None => Ok(None),
+    };
+    match dns {
         Ok(Some(d)) => d == did,
         Err(_) => false,
         Ok(None) => resolve::https_did(&app.net, handle).await.as_deref() == Some(did),
@@ -202,32 +226,8 @@ pub async fn update_handle(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult
     Ok(XrpcResponse::Empty)
 }
 
-fn plc_failure(message: String) -> XrpcError {
-    XrpcError::new(hyper::StatusCode::BAD_GATEWAY, "UpstreamFailure", message)
-}
-
-fn plc_unreachable(e: crate::net::NetError) -> XrpcError {
-    plc_failure(e.to_string())
-}
-
-fn plc_base(app: &App) -> Result<String, XrpcError> {
-    let base = app.config.plc_url.trim_end_matches('/');
-    if base.is_empty() {
-        return Err(XrpcError::invalid_request("no PLC directory configured"));
-    }
-    Ok(base.to_owned())
-}
-
-async fn plc_get(app: &App, url: String) -> Result<Value, XrpcError> {
-    let (status, body) = app
-        .net
-        .json(hyper::Method::GET, &url, None)
-        .await
-        .map_err(plc_unreachable)?;
-    if !status.is_success() {
-        return Err(plc_failure(format!("PLC directory answered {status}")));
-    }
-    serde_json::from_slice::<Value>(&body).map_err(XrpcError::internal)
+fn directory(app: &App) -> Result<Directory<'_>, XrpcError> {
+    Ok(Directory::new(&app.net, &app.config.plc_url)?)
 }
 
 /// The CID of the DID's latest operation and the state it leaves.
@@ -235,15 +235,7 @@ async fn plc_current(
     app: &App,
     did: &str,
 ) -> Result<(String, crate::identity::plc::PlcState), XrpcError> {
-    use crate::identity::plc;
-    let base = plc_base(app)?;
-    let last = plc_get(app, format!("{base}/{did}/log/last")).await?;
-    let data = plc_get(app, format!("{base}/{did}/data")).await?;
-    let prev = plc::SignedOp::from_json(&last)
-        .map_err(XrpcError::internal)?
-        .cid_string();
-    let state = plc::PlcState::from_json(&data).map_err(XrpcError::internal)?;
-    Ok((prev, state))
+    Ok(directory(app)?.current(did).await?)
 }
 
 fn rotation_key(app: &App) -> Result<crate::crypto::Keypair, XrpcError> {
@@ -261,26 +253,7 @@ async fn plc_submit(
     did: &str,
     op: &crate::identity::plc::SignedOp,
 ) -> Result<(), XrpcError> {
-    let base = plc_base(app)?;
-    let (status, body) = app
-        .net
-        .json(
-            hyper::Method::POST,
-            &format!("{base}/{did}"),
-            Some(&op.to_json()),
-        )
-        .await
-        .map_err(plc_unreachable)?;
-    if !status.is_success() {
-        return Err(plc_failure(format!(
-            "PLC directory refused the operation: {}",
-            String::from_utf8_lossy(&body)
-                .chars()
-                .take(200)
-                .collect::<String>()
-        )));
-    }
-    Ok(())
+    Ok(directory(app)?.submit(did, op).await?)
 }
 
 /// Sign and submit a PLC operation that changes `alsoKnownAs`.
@@ -294,29 +267,10 @@ async fn plc_set_handle(app: &App, did: &str, handle: &str) -> Result<(), XrpcEr
     plc_submit(app, did, &signed).await
 }
 
-/// Tokens for signing PLC operations live an hour.
-const PLC_TOKEN_SECS: i64 = 3600;
-
-/// Make a one-time token for `signPlcOperation`. There is no email: the
-/// owner reads it from the log or from `perch account plc-token`.
-pub async fn new_plc_token(app: &App) -> Result<String, XrpcError> {
-    use rand_core::RngCore;
-    let mut b = [0u8; 5];
-    rand_core::OsRng.fill_bytes(&mut b);
-    let raw: String = b.iter().map(|x| format!("{x:02X}")).collect();
-    let token = format!("{}-{}", &raw[..5], &raw[5..]);
-    let t = token.clone();
-    let exp = crate::api::repo::unix_now() + PLC_TOKEN_SECS;
-    app.writer
-        .exec(move |c, _| crate::store::account::insert_plc_token(c, &t, exp))
-        .await?;
-    Ok(token)
-}
-
 pub async fn request_plc_operation_signature(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     let s = super::auth::require_user(&app, &req).await?;
     s.require_full()?;
-    let token = new_plc_token(&app).await?;
+    let token = app.accounts().new_plc_code().await?;
     tracing::warn!(
         "PLC operation token for {} (valid 1 h): {token} — also available with `perch account plc-token`",
         s.did
@@ -339,18 +293,10 @@ pub async fn sign_plc_operation(app: Arc<App>, mut req: XrpcRequest) -> HandlerR
             XrpcError::invalid_request("email confirmation token required to sign PLC operations")
         })?
         .to_owned();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let now = crate::api::repo::unix_now();
-    app.writer
-        .exec(move |c, _| {
-            let _ = tx.send(crate::store::account::take_plc_token(c, &token, now)?);
-            Ok(())
-        })
-        .await?;
-    match rx.await.ok().flatten() {
-        None => return Err(XrpcError::invalid_token("Token is invalid")),
-        Some(true) => return Err(XrpcError::expired_token("Token is expired")),
-        Some(false) => {}
+    match app.accounts().take_plc_code(&token).await? {
+        PlcCode::Unknown => return Err(XrpcError::invalid_token("Token is invalid")),
+        PlcCode::Expired => return Err(XrpcError::expired_token("Token is expired")),
+        PlcCode::Valid => {}
     }
     let (prev, state) = plc_current(&app, &s.did).await?;
     let mut op = plc::Operation::update_from(&state, &prev).map_err(XrpcError::internal)?;

@@ -6,11 +6,10 @@
 use std::sync::Arc;
 
 use hyper::StatusCode;
-use rand_core::OsRng;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::auth::{now, require_user};
+use super::auth::{RequireFull, now, require_user};
 use crate::app::App;
 use crate::auth::Scope;
 use crate::crypto::PublicKey;
@@ -41,46 +40,21 @@ struct CreateAccountInput {
     invite_code: Option<String>,
 }
 
-/// How long a code from `perch account invite` stays valid.
-pub const INVITE_SECS: i64 = 7 * 24 * 3600;
-/// How long a `requestAccountDelete` code stays valid.
-const DELETE_TOKEN_SECS: i64 = 15 * 60;
-
-/// A one-time code for `purpose`, stored and returned (`XXXXX-XXXXX`).
-pub async fn new_action_token(
-    app: &App,
-    purpose: &'static str,
-    ttl: i64,
-) -> Result<String, XrpcError> {
-    use rand_core::RngCore;
-    let mut b = [0u8; 5];
-    OsRng.fill_bytes(&mut b);
-    let raw: String = b.iter().map(|x| format!("{x:02X}")).collect();
-    let token = format!("{}-{}", &raw[..5], &raw[5..]);
-    let t = token.clone();
-    let now = now();
-    app.writer
-        .exec(move |c, _| account::insert_action_token(c, purpose, &t, now + ttl, now))
-        .await?;
-    Ok(token)
-}
-
 /// Checks a service-auth token minted by the account's current PDS: issuer = `did`, audience
 /// = this server, method = createAccount, not expired, signed by the DID document's key.
 async fn verify_migration_token(app: &App, req: &XrpcRequest, did: &str) -> Result<(), XrpcError> {
-    let token = super::auth::bearer(req).map_err(|_| {
+    // The reference's words when the token is missing or speaks for another DID.
+    let missing = || {
         unauthorized(
-            "AuthMissing",
-            "a service-auth token from the old PDS is required",
+            "AuthenticationRequired",
+            format!("Missing auth to create account with did: {did}"),
         )
-    })?;
+    };
+    let token = super::auth::bearer(req).map_err(|_| missing())?;
     let jwt = Jwt::decode(token).map_err(|_| unauthorized("BadJwt", "malformed token"))?;
     let claim = |k: &str| jwt.claims.get(k).and_then(Value::as_str);
     if claim("iss") != Some(did) {
-        return Err(unauthorized(
-            "BadJwtIss",
-            "token issuer is not the account's DID",
-        ));
+        return Err(missing());
     }
     let aud_ok =
         claim("aud").is_some_and(|a| a.split('#').next() == Some(app.service_did.as_str()));
@@ -120,7 +94,8 @@ async fn verify_migration_token(app: &App, req: &XrpcRequest, did: &str) -> Resu
 }
 
 /// `com.atproto.server.createAccount` with an existing DID: the account arrives deactivated
-/// and without a repo; `importRepo` and `activateAccount` complete the move. This server
+/// with an empty repo (so `checkAccountStatus` has a commit to name from the start, as the
+/// reference's has); `importRepo` and `activateAccount` complete the move. This server
 /// holds one account, so it is refused once one exists; and since a fresh box sits on the
 /// internet before its owner moves in, it takes a one-time invite code from
 /// `perch account invite` (which `perch migrate in` mints for itself).
@@ -153,47 +128,38 @@ pub async fn create_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResul
         )
     })?;
     verify_migration_token(&app, &req, &did).await?;
-    let hash =
-        tokio::task::spawn_blocking(move || crate::auth::hash_password(&password, &mut OsRng))
-            .await
-            .map_err(XrpcError::internal)?
-            .map_err(|e| XrpcError::lexicon("InvalidPassword", e.to_string()))?;
+    let hash = match app.hasher.hash(password).await {
+        Err(crate::hasher::HashError::Auth(e)) => {
+            return Err(XrpcError::lexicon("InvalidPassword", e.to_string()));
+        }
+        other => other?,
+    };
     let acct = Account {
         did: did.clone(),
         handle,
         email: input.email,
         email_confirmed_at: None,
         password_hash: hash,
-        status: "deactivated".into(),
+        status: account::AccountStatus::Deactivated,
         created_at: crate::syntax::format_datetime_millis(now() * 1000),
     };
-    let row = acct.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let t = now();
-    app.writer
-        .exec(move |c, _| {
-            if account::get_account(c)?.is_some() {
-                return Err(crate::store::StoreError::Conflict(
-                    "this server already holds an account".into(),
-                ));
-            }
-            if !account::take_action_token(c, "invite", &invite, t)? {
-                let _ = tx.send(false);
-                return Ok(());
-            }
-            account::create_account(c, &row)?;
-            let _ = tx.send(true);
-            Ok(())
-        })
+    let created = app
+        .writer
+        .create_moving_account(acct.clone(), Arc::clone(&app.repo_key), invite, now())
         .await?;
-    if !rx.await.unwrap_or(false) {
+    if !created {
         return Err(XrpcError::lexicon(
             "InvalidInviteCode",
             "the invite code is unknown, used or expired",
         ));
     }
-    let tokens = super::server::issue(&app, &did, Scope::Access, None).await?;
-    let mut body = super::server::session_body(&app, &acct, Scope::Access, Some(tokens)).await;
+    let tokens = app.accounts().issue(&did, Scope::Access, None).await?;
+    let done = crate::account::LoggedIn {
+        account: acct,
+        scope: Scope::Access,
+        tokens,
+    };
+    let mut body = super::server::session_body(&app, &done).await;
     if let Some(m) = body.as_object_mut() {
         m.retain(|k, _| {
             matches!(
@@ -211,7 +177,7 @@ pub async fn create_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResul
 async fn commit_keys(app: &App, did: &str) -> Result<Vec<PublicKey>, XrpcError> {
     let mut keys = vec![app.repo_key.public_key()];
     let c = &app.config;
-    if did == super::identity::web_did(&c.hostname, c.listen.port(), c.dev) {
+    if did == crate::identity::web_did(&c.hostname, c.listen.port(), c.dev) {
         return Ok(keys);
     }
     let cannot = |why: String| {
@@ -275,6 +241,13 @@ pub async fn import_repo(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
 
 /// Whether the DID document names this server and its signing key (`validDid`).
 pub async fn did_points_here(app: &App, did: &str) -> Result<(), String> {
+    let c = &app.config;
+    if did == crate::identity::web_did(&c.hostname, c.listen.port(), c.dev) {
+        // This server's own did:web: the document is the one perch serves itself, made from
+        // its own URL and key. Fetching it would go out and back in, which a box at home
+        // behind NAT often cannot do (no hairpin NAT).
+        return Ok(());
+    }
     let doc = app
         .did_document_fresh(did)
         .await
@@ -306,7 +279,7 @@ pub async fn activate_account(app: Arc<App>, req: XrpcRequest) -> HandlerResult 
     if acct.is_active() {
         return Ok(XrpcResponse::Empty);
     }
-    if acct.status == "takendown" {
+    if acct.status == account::AccountStatus::Takendown {
         return Err(XrpcError::invalid_request("the account is taken down"));
     }
     did_points_here(&app, &acct.did)
@@ -315,8 +288,8 @@ pub async fn activate_account(app: Arc<App>, req: XrpcRequest) -> HandlerResult 
     app.writer
         .activate(acct.did.clone(), Arc::clone(&app.repo_key))
         .await?;
-    let crawl_app = Arc::clone(&app);
-    tokio::spawn(async move { crate::crawl::request_all(&crawl_app).await });
+    let crawler = Arc::clone(&app.crawl);
+    tokio::spawn(async move { crawler.request_all().await });
     Ok(XrpcResponse::Empty)
 }
 
@@ -331,7 +304,7 @@ pub async fn deactivate_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerR
         .account()
         .await?
         .ok_or_else(|| XrpcError::invalid_token("no account"))?;
-    if acct.status == "deactivated" {
+    if acct.status == account::AccountStatus::Deactivated {
         return Ok(XrpcResponse::Empty);
     }
     app.writer.deactivate(session.did).await?;
@@ -343,7 +316,10 @@ pub async fn deactivate_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerR
 pub async fn request_account_delete(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     let session = require_user(&app, &req).await?;
     session.require_full()?;
-    let token = new_action_token(&app, "delete_account", DELETE_TOKEN_SECS).await?;
+    let token = app
+        .accounts()
+        .new_code(crate::account::Purpose::DeleteAccount)
+        .await?;
     tracing::warn!(
         "account deletion code for {} (valid 15 min): {token}",
         session.did
@@ -362,27 +338,11 @@ struct DeleteAccountInput {
 /// owns are removed and the firehose says `#account {status: deleted}`.
 pub async fn delete_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let input: DeleteAccountInput = req.json(JSON_LIMIT).await?;
-    let acct = app
-        .account()
-        .await?
-        .filter(|a| a.did == input.did)
-        .ok_or_else(|| XrpcError::invalid_request("no such account"))?;
-    let (pw, hash) = (input.password, acct.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&pw, &hash))
-        .await
-        .map_err(XrpcError::internal)?;
-    if !ok {
-        return Err(XrpcError::auth_required("Invalid identifier or password"));
-    }
     let cids = app
-        .writer
-        .delete_account(acct.did.clone(), input.token, now())
-        .await?
-        .ok_or_else(|| {
-            XrpcError::lexicon("InvalidToken", "the code is unknown, used or expired")
-        })?;
+        .accounts()
+        .delete(req.peer, &input.did, input.password, &input.token)
+        .await?;
     let blobs = app.blobs.clone();
     let _ = tokio::task::spawn_blocking(move || blobs.delete_many_blocking(&cids)).await;
-    tracing::warn!("account {} deleted", acct.did);
     Ok(XrpcResponse::Empty)
 }

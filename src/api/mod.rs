@@ -3,11 +3,13 @@
 
 pub mod actor;
 pub mod auth;
-pub mod firehose;
+pub mod exports;
 pub mod health;
 pub mod identity;
 pub mod migrate;
+pub mod notification;
 pub mod proxy;
+mod read_after_write;
 pub mod repo;
 pub mod server;
 pub mod sync;
@@ -85,6 +87,8 @@ fn lookup(nsid: &str) -> Option<(Kind, Handler)> {
         }
         "app.bsky.actor.getPreferences" => (Q, h!(actor::get_preferences)),
         "app.bsky.actor.putPreferences" => (P, h!(actor::put_preferences)),
+        "app.bsky.notification.registerPush" => (P, h!(notification::register_push)),
+        "app.bsky.notification.unregisterPush" => (P, h!(notification::unregister_push)),
         _ => return None,
     })
 }

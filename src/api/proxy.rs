@@ -16,26 +16,6 @@ use crate::app::App;
 use crate::net::NetError;
 use crate::xrpc::{Body, RECORD_LIMIT, XrpcError, XrpcRequest, XrpcResponse};
 
-/// Account-management methods are never sent elsewhere (reference list).
-const PROTECTED: &[&str] = &[
-    "com.atproto.admin.sendEmail",
-    "com.atproto.identity.requestPlcOperationSignature",
-    "com.atproto.identity.signPlcOperation",
-    "com.atproto.identity.updateHandle",
-    "com.atproto.server.activateAccount",
-    "com.atproto.server.confirmEmail",
-    "com.atproto.server.createAppPassword",
-    "com.atproto.server.deactivateAccount",
-    "com.atproto.server.getAccountInviteCodes",
-    "com.atproto.server.getSession",
-    "com.atproto.server.listAppPasswords",
-    "com.atproto.server.requestAccountDelete",
-    "com.atproto.server.requestEmailConfirmation",
-    "com.atproto.server.requestEmailUpdate",
-    "com.atproto.server.revokeAppPassword",
-    "com.atproto.server.updateEmail",
-];
-
 const FORWARD_REQUEST: &[&str] = &[
     "accept",
     "accept-encoding",
@@ -45,7 +25,7 @@ const FORWARD_REQUEST: &[&str] = &[
     "content-type",
 ];
 
-const FORWARD_RESPONSE: &[&str] = &[
+pub(super) const FORWARD_RESPONSE: &[&str] = &[
     "content-type",
     "content-length",
     "content-encoding",
@@ -104,7 +84,7 @@ async fn resolve_service(app: &App, did: &str, id: &str) -> Result<String, XrpcE
         .ok_or_else(|| XrpcError::invalid_request(format!("{did} has no service #{id}")))
 }
 
-fn upstream(e: NetError) -> XrpcError {
+pub(super) fn upstream(e: NetError) -> XrpcError {
     match e {
         NetError::Timeout(_) => XrpcError::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -128,14 +108,18 @@ fn upstream(e: NetError) -> XrpcError {
 }
 
 pub async fn forward(app: Arc<App>, mut req: XrpcRequest, query: Option<String>) -> HandlerResult {
-    if PROTECTED.contains(&req.nsid.as_str()) {
-        return Err(XrpcError::invalid_request("Bad token method"));
+    // The router already refuses other paths; this keeps the URL and `lxm`
+    // safe whoever calls.
+    if !crate::syntax::is_valid_nsid(&req.nsid) {
+        return Err(XrpcError::invalid_request("invalid xrpc path"));
+    }
+    // Account management is never sent elsewhere; direct messages and creating an account
+    // elsewhere need a full session or a privileged app password (as the reference).
+    if crate::auth::methods::is_protected(&req.nsid) {
+        return Err(XrpcError::invalid_token("Bad token method"));
     }
     let session = auth::require_user(&app, &req).await?;
-    if req.nsid.starts_with("chat.bsky.")
-        && session.scope.is_app_password()
-        && !session.scope.is_privileged()
-    {
+    if crate::auth::methods::is_privileged(&req.nsid) && !session.scope.is_privileged() {
         return Err(XrpcError::invalid_token("Bad token method"));
     }
     let (endpoint, aud) = target(&app, &req).await?;
@@ -167,7 +151,12 @@ pub async fn forward(app: Arc<App>, mut req: XrpcRequest, query: Option<String>)
             header::USER_AGENT,
             concat!("perch/", env!("CARGO_PKG_VERSION")),
         );
+    let patchable = req.method == Method::GET && super::read_after_write::applies(&req.nsid);
     for name in FORWARD_REQUEST {
+        // A patchable answer must come unencoded, so it can be read.
+        if patchable && *name == "accept-encoding" {
+            continue;
+        }
         if let Some(v) = req.headers.get(*name) {
             out = out.header(*name, v);
         }
@@ -176,10 +165,49 @@ pub async fn forward(app: Arc<App>, mut req: XrpcRequest, query: Option<String>)
         .body(Full::new(body))
         .map_err(|_| XrpcError::invalid_request("bad request"))?;
     let resp = app.net.send(out).await.map_err(upstream)?;
+    if patchable {
+        return Ok(XrpcResponse::Raw(
+            super::read_after_write::patch(&app, &req, resp).await,
+        ));
+    }
     Ok(XrpcResponse::Raw(relay_response(resp)))
 }
 
-fn relay_response(resp: Response<hyper::body::Incoming>) -> Response<Body> {
+/// A read the reference passes to the AppView without a token:
+/// `repo.getRecord` for a repo this server does not host. It goes to the
+/// configured AppView only (an `atproto-proxy` header is not followed here:
+/// an unauthenticated request must not make perch fetch from services
+/// named by strangers).
+pub async fn forward_to_appview_unsigned(app: &App, req: &XrpcRequest) -> HandlerResult {
+    if !crate::syntax::is_valid_nsid(&req.nsid) {
+        return Err(XrpcError::invalid_request("invalid xrpc path"));
+    }
+    let mut url = format!(
+        "{}/xrpc/{}",
+        app.config.appview_url.trim_end_matches('/'),
+        req.nsid
+    );
+    if let Some(q) = req.raw_query.as_deref().filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(q);
+    }
+    let mut out = Request::builder().method(Method::GET).uri(&url).header(
+        header::USER_AGENT,
+        concat!("perch/", env!("CARGO_PKG_VERSION")),
+    );
+    for name in FORWARD_REQUEST {
+        if let Some(v) = req.headers.get(*name) {
+            out = out.header(*name, v);
+        }
+    }
+    let out = out
+        .body(Full::new(Bytes::new()))
+        .map_err(|_| XrpcError::invalid_request("bad request"))?;
+    let resp = app.net.send(out).await.map_err(upstream)?;
+    Ok(XrpcResponse::Raw(relay_response(resp)))
+}
+
+pub(super) fn relay_response(resp: Response<hyper::body::Incoming>) -> Response<Body> {
     let (parts, body) = resp.into_parts();
     let mut r = Response::new(body.map_err(std::io::Error::other).boxed());
     *r.status_mut() = parts.status;

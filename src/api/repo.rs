@@ -10,14 +10,16 @@ use super::auth::{self, Session};
 use crate::app::App;
 use crate::cbor::{self, Ipld};
 use crate::cid::{self, Cid};
+use crate::lexicon::{Mode, Status};
 use crate::store::{self, blobs as blob_rows};
 use crate::syntax;
 use crate::writer::{CommitOutcome, RepoWrite, WriteError, WriteOp};
-use crate::xrpc::{JSON_LIMIT, RECORD_LIMIT, XrpcError, XrpcRequest, XrpcResponse};
+use crate::xrpc::{JSON_LIMIT, XrpcError, XrpcRequest, XrpcResponse};
 
-/// Writes in one `applyWrites`: the whole batch must fit a record write's
-/// body limit several times over.
-const APPLY_WRITES_LIMIT: usize = 4 * RECORD_LIMIT;
+/// Bodies of createRecord, putRecord and applyWrites: 1,000,000 bytes, as at the reference
+/// PDS, so a record written here can be written at any other PDS (and a commit stays well
+/// under the firehose's 2 MB event cap).
+const WRITE_BODY_LIMIT: usize = 1_000_000;
 
 fn write_error(e: WriteError) -> XrpcError {
     match e {
@@ -26,7 +28,10 @@ fn write_error(e: WriteError) -> XrpcError {
         WriteError::BlobNotFound(c) => {
             XrpcError::invalid_request(format!("Could not find blob: {c}"))
         }
+        WriteError::InvalidMimeType(m) => XrpcError::lexicon("InvalidMimeType", m),
+        WriteError::InvalidSize(m) => XrpcError::lexicon("InvalidSize", m),
         WriteError::NoAccount => XrpcError::lexicon("RepoNotFound", "no account on this server"),
+        WriteError::AccountInactive(s) => XrpcError::account_inactive(s),
         WriteError::Store(s) => s.into(),
         other => XrpcError::internal(other),
     }
@@ -71,10 +76,18 @@ fn record_value(collection: &str, record: &Value) -> Result<Ipld, XrpcError> {
     }
 }
 
-/// `validate: true` asks for lexicon validation, which perch does not do
-/// yet; records pass through as the reference does for unknown lexicons.
-fn validation_status(_validate: Option<bool>) -> &'static str {
-    "unknown"
+/// Lexicon validation of a record about to be written at `collection/rkey` (see
+/// `crate::lexicon`): the `validationStatus` to report, or 400 `InvalidRequest`.
+fn validated(
+    collection: &str,
+    rkey: &str,
+    record: &Ipld,
+    validate: Option<bool>,
+) -> Result<Status, XrpcError> {
+    crate::lexicon::Catalog::embedded()
+        .check_record(collection, rkey, record, Mode::from_flag(validate))
+        .map(|checked| checked.status)
+        .map_err(|e| XrpcError::invalid_request(e.0))
 }
 
 fn opt_cid(name: &str, v: Option<&str>) -> Result<Option<Cid>, XrpcError> {
@@ -87,7 +100,7 @@ async fn write_one(
     app: &App,
     op: WriteOp,
     swap_commit: Option<Cid>,
-    validate: Option<bool>,
+    status: Status,
 ) -> HandlerResult {
     let out = app
         .writer
@@ -97,17 +110,19 @@ async fn write_one(
         })
         .await
         .map_err(write_error)?;
-    Ok(XrpcResponse::Json(record_written(&out, validate)))
+    Ok(XrpcResponse::Json(record_written(&out, &status)))
 }
 
 /// The output of createRecord and putRecord.
-fn record_written(out: &CommitOutcome, validate: Option<bool>) -> Value {
+fn record_written(out: &CommitOutcome, status: &Status) -> Value {
     let r = &out.results[0];
     let mut body = json!({
         "uri": r.uri,
         "cid": r.cid.map(|c| c.to_string()),
-        "validationStatus": validation_status(validate),
     });
+    if let Some(s) = status.as_str() {
+        body["validationStatus"] = s.into();
+    }
     if let Some(m) = commit_meta(out) {
         body["commit"] = m;
     }
@@ -133,7 +148,7 @@ struct CreateInput {
 
 pub async fn create_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let session = auth::require_user(&app, &req).await?;
-    let input: CreateInput = req.json(RECORD_LIMIT).await?;
+    let input: CreateInput = req.json(WRITE_BODY_LIMIT).await?;
     check_repo(&session, &input.repo)?;
     check_collection(&input.collection)?;
     let rkey = match input.rkey {
@@ -144,13 +159,14 @@ pub async fn create_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult
         None => crate::tid::now().to_string(),
     };
     let record = record_value(&input.collection, &input.record)?;
+    let status = validated(&input.collection, &rkey, &record, input.validate)?;
     let swap_commit = opt_cid("swapCommit", input.swap_commit.as_deref())?;
     let op = WriteOp::Create {
         collection: input.collection,
         rkey,
         record,
     };
-    write_one(&app, op, swap_commit, input.validate).await
+    write_one(&app, op, swap_commit, status).await
 }
 
 #[derive(Deserialize)]
@@ -175,11 +191,12 @@ fn double_option<'de, D: serde::Deserializer<'de>>(
 
 pub async fn put_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let session = auth::require_user(&app, &req).await?;
-    let input: PutInput = req.json(RECORD_LIMIT).await?;
+    let input: PutInput = req.json(WRITE_BODY_LIMIT).await?;
     check_repo(&session, &input.repo)?;
     check_collection(&input.collection)?;
     check_rkey(&input.rkey)?;
     let record = record_value(&input.collection, &input.record)?;
+    let status = validated(&input.collection, &input.rkey, &record, input.validate)?;
     let swap_record = match input.swap_record {
         None => None,
         Some(None) => Some(None),
@@ -191,8 +208,9 @@ pub async fn put_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
         rkey: input.rkey,
         record,
         swap_record,
+        unchanged_is_noop: true,
     };
-    write_one(&app, op, swap_commit, input.validate).await
+    write_one(&app, op, swap_commit, status).await
 }
 
 #[derive(Deserialize)]
@@ -243,7 +261,7 @@ struct ApplyInput {
 
 pub async fn apply_writes(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let session = auth::require_user(&app, &req).await?;
-    let input: ApplyInput = req.json(APPLY_WRITES_LIMIT).await?;
+    let input: ApplyInput = req.json(WRITE_BODY_LIMIT).await?;
     check_repo(&session, &input.repo)?;
     if input.writes.len() > crate::writer::MAX_OPS {
         return Err(XrpcError::invalid_request(format!(
@@ -253,6 +271,7 @@ pub async fn apply_writes(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult 
     }
     let mut ops = Vec::with_capacity(input.writes.len());
     let mut kinds = Vec::with_capacity(input.writes.len());
+    let mut statuses = Vec::with_capacity(input.writes.len());
     for w in &input.writes {
         let t = w.get("$type").and_then(Value::as_str).unwrap_or("");
         let collection = w
@@ -274,25 +293,41 @@ pub async fn apply_writes(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult 
                 .ok_or_else(|| XrpcError::invalid_request("write is missing value"))
                 .and_then(|v| record_value(&collection, v))
         };
+        // Every record is checked before anything is written: one invalid op fails the
+        // whole call.
         let op = match t {
-            "com.atproto.repo.applyWrites#create" => WriteOp::Create {
-                rkey: rkey
+            "com.atproto.repo.applyWrites#create" => {
+                let rkey = rkey
                     .clone()
-                    .unwrap_or_else(|| crate::tid::now().to_string()),
-                record: value()?,
-                collection: collection.clone(),
-            },
-            "com.atproto.repo.applyWrites#update" => WriteOp::Put {
-                rkey: need_rkey()?,
-                record: value()?,
-                collection: collection.clone(),
-                swap_record: None,
-            },
-            "com.atproto.repo.applyWrites#delete" => WriteOp::Delete {
-                rkey: need_rkey()?,
-                collection: collection.clone(),
-                swap_record: None,
-            },
+                    .unwrap_or_else(|| crate::tid::now().to_string());
+                let record = value()?;
+                statuses.push(validated(&collection, &rkey, &record, input.validate)?);
+                WriteOp::Create {
+                    rkey,
+                    record,
+                    collection: collection.clone(),
+                }
+            }
+            "com.atproto.repo.applyWrites#update" => {
+                let rkey = need_rkey()?;
+                let record = value()?;
+                statuses.push(validated(&collection, &rkey, &record, input.validate)?);
+                WriteOp::Put {
+                    rkey,
+                    record,
+                    collection: collection.clone(),
+                    swap_record: None,
+                    unchanged_is_noop: false,
+                }
+            }
+            "com.atproto.repo.applyWrites#delete" => {
+                statuses.push(Status::Skipped);
+                WriteOp::Delete {
+                    rkey: need_rkey()?,
+                    collection: collection.clone(),
+                    swap_record: None,
+                }
+            }
             other => {
                 return Err(XrpcError::invalid_request(format!(
                     "unknown write type: {other:?}"
@@ -308,20 +343,25 @@ pub async fn apply_writes(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult 
         .write(RepoWrite { ops, swap_commit })
         .await
         .map_err(write_error)?;
-    let status = validation_status(input.validate);
     let results: Vec<Value> = kinds
         .iter()
         .zip(&out.results)
-        .map(|(k, r)| match k.as_str() {
+        .zip(&statuses)
+        .map(|((k, r), status)| match k.as_str() {
             "com.atproto.repo.applyWrites#delete" => {
                 json!({ "$type": "com.atproto.repo.applyWrites#deleteResult" })
             }
-            k => json!({
-                "$type": format!("{k}Result"),
-                "uri": r.uri,
-                "cid": r.cid.map(|c| c.to_string()),
-                "validationStatus": status,
-            }),
+            k => {
+                let mut v = json!({
+                    "$type": format!("{k}Result"),
+                    "uri": r.uri,
+                    "cid": r.cid.map(|c| c.to_string()),
+                });
+                if let Some(s) = status.as_str() {
+                    v["validationStatus"] = s.into();
+                }
+                v
+            }
         })
         .collect();
     let mut body = json!({ "results": results });
@@ -331,11 +371,23 @@ pub async fn apply_writes(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult 
     Ok(XrpcResponse::Json(body))
 }
 
+/// A repo that is not active is not public, to its owner neither (as the reference's
+/// describeRepo; its getRecord and listRecords find no such repo).
+fn available(a: &store::account::Account, repo: &str) -> Result<(), XrpcError> {
+    if a.is_active() {
+        Ok(())
+    } else {
+        Err(XrpcError::repo_unavailable(a.status, Some(repo)))
+    }
+}
+
 /// Resolve a `repo` parameter (DID or handle) to the local account's DID.
 async fn local_repo(app: &App, repo: &str) -> Result<store::account::Account, XrpcError> {
     let acct = app.account().await?;
     match acct {
-        Some(a) if a.did == repo || a.handle == syntax::normalize_handle(repo) => Ok(a),
+        Some(a) if a.did == repo || a.handle == syntax::normalize_handle(repo) => {
+            available(&a, repo).map(|()| a)
+        }
         _ if !syntax::is_valid_at_identifier(repo) => {
             Err(XrpcError::invalid_request(format!("invalid repo: {repo}")))
         }
@@ -356,7 +408,14 @@ pub async fn get_record(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
         .param("cid")
         .map(|s| parse_cid_field("cid", s))
         .transpose()?;
-    let acct = local_repo(&app, &repo).await?;
+    let acct = match local_repo(&app, &repo).await {
+        Ok(a) => a,
+        // Not hosted here: the AppView has it (as the reference answers).
+        Err(e) if e.error == "RepoNotFound" => {
+            return super::proxy::forward_to_appview_unsigned(&app, &req).await;
+        }
+        Err(e) => return Err(e),
+    };
     let uri = format!("at://{}/{collection}/{rkey}", acct.did);
     let found = app
         .store
@@ -445,80 +504,24 @@ pub async fn describe_repo(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
 
 pub async fn upload_blob(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let _session = auth::require_user_or_service(&app, &req, "com.atproto.repo.uploadBlob").await?;
-    let health = app.writer.health();
-    if health.failure().is_some() {
-        return Err(XrpcError::storage_unhealthy());
-    }
-    // A blob file that could not be written or made durable means the disk
-    // failed: the same read-only state as a failed commit.
-    let blob_failure = |e: crate::blobs::BlobError| match e {
-        crate::blobs::BlobError::Io(io) if crate::health::io_failure(&io) => {
-            health.fail(format!("blob write failed: {io}"));
-            XrpcError::storage_unhealthy()
-        }
-        other => XrpcError::internal(other),
-    };
-    let mime = req
-        .header("content-type")
-        .map(|s| s.split(';').next().unwrap_or("").trim().to_owned())
-        .filter(|s| !s.is_empty() && s != "*/*")
-        .unwrap_or_else(|| "application/octet-stream".into());
+    let declared = req.header("content-type").map(str::to_owned);
     let expected = req.content_length()?;
-    let limit = app.config.blob_limit;
     let body = req
         .body
         .take()
         .ok_or_else(|| XrpcError::invalid_request("missing body"))?;
-    let temp = tokio::time::timeout(
-        upload_deadline(limit),
-        app.blobs.write_temp(body, expected, limit),
-    )
-    .await
-    .map_err(|_| XrpcError::invalid_request("upload too slow"))?
-    .map_err(|e| match e {
-        crate::blobs::BlobError::TooLarge { limit } => {
-            XrpcError::payload_too_large(format!("blob is larger than the {limit}-byte limit"))
-        }
-        crate::blobs::BlobError::LengthMismatch { .. } => {
-            XrpcError::invalid_request("body length does not match Content-Length")
-        }
-        crate::blobs::BlobError::Body(_) => XrpcError::invalid_request("could not read the upload"),
-        other => blob_failure(other),
-    })?;
-    // The file is durable under its content address before the row exists,
-    // so a row never points at a missing file.
-    app.blobs
-        .make_permanent(&temp)
-        .await
-        .map_err(blob_failure)?;
-    let meta = blob_rows::BlobMeta {
-        cid: temp.cid.to_string(),
-        mime_type: mime.clone(),
-        size: temp.size as i64,
-        created_at: unix_now(),
-    };
-    app.writer
-        .exec(move |c, _| blob_rows::insert_blob(c, &meta))
+    let blob = app
+        .uploads()
+        .upload(body, expected, declared.as_deref())
         .await?;
     Ok(XrpcResponse::Json(json!({
         "blob": {
             "$type": "blob",
-            "ref": { "$link": temp.cid.to_string() },
-            "mimeType": mime,
-            "size": temp.size,
+            "ref": { "$link": blob.cid.to_string() },
+            "mimeType": blob.mime_type,
+            "size": blob.size,
         }
     })))
-}
-
-/// Allow a slow home uplink: at least 60 s, plus 1 s per 64 KiB of limit.
-fn upload_deadline(limit: u64) -> std::time::Duration {
-    std::time::Duration::from_secs(60 + limit / (64 * 1024))
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 pub async fn list_missing_blobs(app: Arc<App>, req: XrpcRequest) -> HandlerResult {

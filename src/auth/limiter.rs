@@ -102,17 +102,11 @@ pub struct RetryAfter(pub u64);
 
 /// Addresses as tracked: IPv4 whole, IPv6 by /64 (IPv4-mapped IPv6 counts as IPv4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum IpKey {
-    V4(u32),
-    V6(u64),
-}
+struct IpKey(IpAddr);
 
 impl IpKey {
     fn of(ip: IpAddr) -> IpKey {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => IpKey::V4(u32::from(v4)),
-            IpAddr::V6(v6) => IpKey::V6((u128::from(v6) >> 64) as u64),
-        }
+        IpKey(crate::addr::bucket(ip))
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod app_password;
 pub mod limiter;
+pub mod methods;
 pub mod password;
 pub mod service_auth;
 pub mod tokens;

@@ -1,7 +1,10 @@
 //! Legacy session tokens, made the way the reference PDS makes them: HS256 JWTs
 //! signed with the server's JWT secret.
 //!
-//! - access: header `typ: "at+jwt"`, claims `{scope, sub, aud, iat, exp}`, 120 minutes.
+//! - access: header `typ: "at+jwt"`, claims `{scope, sub, aud, sid, iat, exp}`, 120 minutes.
+//!   `sid` names the session (the `jti` of the refresh token issued with it), so ending the
+//!   session (logout, password change, a revoked app password) ends its access tokens too,
+//!   not only its refresh token.
 //! - refresh: header `typ: "refresh+jwt"`, claims `{scope: "com.atproto.refresh", sub,
 //!   aud, jti, iat, exp}`, 90 days; the `jti` is stored server-side so it can be rotated
 //!   and revoked.
@@ -82,6 +85,9 @@ pub struct AccessClaims {
     /// The account DID.
     pub sub: String,
     pub aud: String,
+    /// The session this token belongs to; the caller checks it still exists. Tokens minted
+    /// before sessions were named have none.
+    pub session: Option<String>,
     pub iat: i64,
     pub exp: i64,
 }
@@ -98,12 +104,21 @@ pub struct RefreshClaims {
     pub exp: i64,
 }
 
-/// Mints an access token for `did`, audience `service_did` (this PDS's DID).
-pub fn mint_access(secret: &[u8], did: &str, service_did: &str, scope: Scope, now: i64) -> String {
+/// Mints an access token for `did`, audience `service_did` (this PDS's DID), in the session
+/// `session` (the refresh token's `jti`).
+pub fn mint_access(
+    secret: &[u8],
+    did: &str,
+    service_did: &str,
+    scope: Scope,
+    session: &str,
+    now: i64,
+) -> String {
     let mut claims = Map::new();
     claims.insert("scope".into(), scope.as_str().into());
     claims.insert("sub".into(), did.into());
     claims.insert("aud".into(), service_did.into());
+    claims.insert("sid".into(), session.into());
     claims.insert("iat".into(), now.into());
     claims.insert(
         "exp".into(),
@@ -147,11 +162,17 @@ pub fn verify_access(
     let jwt = decode_verified(secret, token, ACCESS_TYP)?;
     let scope = Scope::parse(str_claim(&jwt.claims, "scope")?)
         .ok_or(AuthError::InvalidToken("not an access scope"))?;
+    let session = match jwt.claims.get("sid") {
+        None => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(_) => return Err(AuthError::InvalidToken("bad sid")),
+    };
     let common = check_common(&jwt.claims, service_did, now, false)?;
     Ok(AccessClaims {
         scope,
         sub: common.sub,
         aud: common.aud,
+        session,
         iat: common.iat,
         exp: common.exp,
     })

@@ -33,12 +33,12 @@ fn obj(v: Value) -> Map<String, Value> {
 #[test]
 fn access_round_trip_each_scope() {
     for scope in [Scope::Access, Scope::AppPass, Scope::AppPassPrivileged] {
-        let token = mint_access(SECRET, DID, PDS, scope, NOW);
+        let token = mint_access(SECRET, DID, PDS, scope, "sess-1", NOW);
         let jwt = Jwt::decode(&token).expect("decode");
         assert_eq!(jwt.typ(), Some("at+jwt"));
         assert_eq!(jwt.alg(), "HS256");
         let expect = obj(json!({
-            "scope": scope.as_str(), "sub": DID, "aud": PDS,
+            "scope": scope.as_str(), "sub": DID, "aud": PDS, "sid": "sess-1",
             "iat": NOW, "exp": NOW + 7200,
         }));
         assert_eq!(jwt.claims, expect);
@@ -49,6 +49,7 @@ fn access_round_trip_each_scope() {
                 scope,
                 sub: DID.into(),
                 aud: PDS.into(),
+                session: Some("sess-1".into()),
                 iat: NOW,
                 exp: NOW + 7200
             }
@@ -95,7 +96,7 @@ fn jti_is_random_and_url_safe() {
 
 #[test]
 fn kinds_do_not_cross() {
-    let access = mint_access(SECRET, DID, PDS, Scope::Access, NOW);
+    let access = mint_access(SECRET, DID, PDS, Scope::Access, "sess-1", NOW);
     let refresh = mint_refresh(SECRET, DID, PDS, "jti", NOW);
     assert!(invalid(verify_refresh(SECRET, &access, PDS, NOW, false)));
     assert!(invalid(verify_refresh(SECRET, &access, PDS, NOW, true)));
@@ -136,7 +137,7 @@ fn kinds_do_not_cross() {
 
 #[test]
 fn expiry() {
-    let access = mint_access(SECRET, DID, PDS, Scope::Access, NOW);
+    let access = mint_access(SECRET, DID, PDS, Scope::Access, "sess-1", NOW);
     let late = NOW + ACCESS_LIFETIME_SECS + TOKEN_LEEWAY_SECS + 1;
     assert_eq!(
         verify_access(SECRET, &access, PDS, late),
@@ -173,13 +174,13 @@ fn expiry() {
 
 #[test]
 fn not_yet_valid_is_invalid() {
-    let access = mint_access(SECRET, DID, PDS, Scope::Access, NOW + 3600);
+    let access = mint_access(SECRET, DID, PDS, Scope::Access, "sess-1", NOW + 3600);
     assert!(invalid(verify_access(SECRET, &access, PDS, NOW)));
 }
 
 #[test]
 fn wrong_secret_aud_alg() {
-    let access = mint_access(SECRET, DID, PDS, Scope::Access, NOW);
+    let access = mint_access(SECRET, DID, PDS, Scope::Access, "sess-1", NOW);
     assert!(invalid(verify_access(b"another secret", &access, PDS, NOW)));
     assert!(invalid(verify_access(b"", &access, PDS, NOW)));
     assert!(invalid(verify_access(
@@ -207,7 +208,7 @@ fn wrong_secret_aud_alg() {
 
 #[test]
 fn tampering_rejected() {
-    let access = mint_access(SECRET, DID, PDS, Scope::AppPass, NOW);
+    let access = mint_access(SECRET, DID, PDS, Scope::AppPass, "sess-1", NOW);
     let parts: Vec<&str> = access.split('.').collect();
     // Escalate the scope in the payload, keep the signature.
     let mut c = claims_of(&access);

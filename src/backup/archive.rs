@@ -240,10 +240,8 @@ pub fn export<W: Write>(data_dir: &Path, out: W) -> Result<(W, Exported), Backup
             db.display()
         )));
     }
-    let mut conn = store::snapshot::open_read_only(&db)?;
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
-        .map_err(store::StoreError::from)?;
+    let conn = store::snapshot::open_read_only(&db)?;
+    let tx = conn.begin_read()?;
     let account = store::account::get_account(&tx)?
         .ok_or_else(|| BackupError::Refused("there is no account to export".into()))?;
     let root = store::repo::get_root(&tx)?

@@ -206,9 +206,7 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 fn unix_millis_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::clock::unix_millis()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::files;
 use super::manifest::Manifest;
 use super::{BackupError, DB_FILE, MANIFEST};
-use crate::store::{self, SqlBlocks, Store, StoreError};
+use crate::store::{self, SqlBlocks, Store};
 
 /// Left in a restored data dir until the seq has been moved on.
 pub const MARKER: &str = "restore-pending.json";
@@ -469,14 +469,19 @@ fn check_database(
         key = Some(k);
     }
     if let Some((n, rev)) = seq_floor {
-        let tx = conn.unchecked_transaction().map_err(StoreError::from)?;
-        store::repo::bump_seq(&tx, n)?;
-        if let Some(k) = &key {
-            crate::writer::announce_restored(&tx, k, rev.as_deref())?;
+        conn.begin_write()?;
+        let moved = store::repo::bump_seq(&conn, n).and_then(|()| match &key {
+            Some(k) => crate::writer::announce_restored(&conn, k, rev.as_deref()).map(|_| ()),
+            None => Ok(()),
+        });
+        match moved {
+            Ok(()) => conn.commit()?,
+            Err(e) => {
+                conn.rollback();
+                return Err(e.into());
+            }
         }
-        tx.commit().map_err(StoreError::from)?;
     }
-    conn.close()
-        .map_err(|(_, e)| BackupError::Store(e.into()))?;
+    conn.close()?;
     Ok(records)
 }

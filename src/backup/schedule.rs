@@ -2,12 +2,11 @@
 //! the same snapshot as `perch backup` (on a blocking thread), then the
 //! oldest backups beyond `backup_keep` are deleted.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::snapshot::{self, Options};
-use crate::app::App;
+use crate::config::Config;
 
 /// The first backup after a start with no recent one waits this long, so
 /// starting the server is not slowed by it.
@@ -16,18 +15,40 @@ const FIRST_DELAY: Duration = Duration::from_secs(60);
 /// than a full interval, but not in a tight loop.
 const RETRY_DELAY: Duration = Duration::from_secs(60 * 60);
 
+/// What to back up, where to, how often, and how many to keep.
+pub struct Plan {
+    data_dir: PathBuf,
+    /// `None` when backups are off (no `backup_dir`, or an interval of 0).
+    root: Option<PathBuf>,
+    interval: Duration,
+    keep: usize,
+}
+
+impl Plan {
+    pub fn from_config(config: &Config) -> Plan {
+        Plan {
+            data_dir: config.data_dir.clone(),
+            root: config
+                .backup_dir
+                .clone()
+                .filter(|_| config.backup_interval_hours > 0),
+            interval: Duration::from_secs(config.backup_interval_hours.saturating_mul(3600)),
+            keep: usize::try_from(config.backup_keep).unwrap_or(usize::MAX),
+        }
+    }
+}
+
 /// Runs for the life of the server; returns at once when backups are off.
-pub async fn run(app: Arc<App>) {
-    let config = &app.config;
-    let Some(root) = config.backup_dir.clone() else {
+pub async fn run(plan: Plan) {
+    let Plan {
+        data_dir,
+        root,
+        interval,
+        keep,
+    } = plan;
+    let Some(root) = root else {
         return;
     };
-    if config.backup_interval_hours == 0 {
-        return;
-    }
-    let interval = Duration::from_secs(config.backup_interval_hours * 3600);
-    let keep = usize::try_from(config.backup_keep).unwrap_or(usize::MAX);
-    let data_dir = config.data_dir.clone();
     warn_if_same_disk(&data_dir, &root);
     let mut delay = next_delay(newest_backup_millis(&root), now_millis(), interval);
     loop {

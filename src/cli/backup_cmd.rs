@@ -149,11 +149,7 @@ pub fn export(config: &Config, file: Option<PathBuf>) -> Result<(), CliError> {
     let path = file.unwrap_or_else(|| {
         PathBuf::from(format!(
             "perch-export-{}.tar",
-            backup::backup_name(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64)
-            )
+            backup::backup_name(crate::clock::unix_millis())
         ))
     });
     // Written under a temporary name and renamed, so a file with the

@@ -9,7 +9,7 @@ use super::{CliError, DidMethod};
 use crate::account::{self, AccountError};
 use crate::app::App;
 use crate::config::Config;
-use crate::store::{account as account_rows, blobs as blob_rows};
+use crate::store::account as account_rows;
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
@@ -63,10 +63,11 @@ pub fn serve(config: Config) -> Result<(), CliError> {
             && app.account().await.map_err(msg)?.is_none()
         {
             let password = dev_password();
-            let acct =
-                account::create(&app, "alice.test", &password, None, account::DidMethod::Web)
-                    .await
-                    .map_err(msg)?;
+            let acct = app
+                .accounts()
+                .create("alice.test", &password, None, account::DidMethod::Web)
+                .await
+                .map_err(msg)?;
             tracing::info!(
                 "created development account {} ({}) with password: {password}",
                 acct.handle,
@@ -137,10 +138,22 @@ async fn front_door(app: Arc<App>, listen: std::net::SocketAddr) -> Result<(), C
         tokio::spawn(crate::tls::acme::run(config.clone(), Arc::clone(&app.tls)));
     }
     tokio::spawn(blob_gc(Arc::clone(&app)));
-    tokio::spawn(crate::crawl::run(Arc::clone(&app)));
-    tokio::spawn(crate::notify::watchdog(Arc::clone(&app)));
-    tokio::spawn(crate::notify::watch_storage(Arc::clone(&app)));
-    tokio::spawn(crate::backup::schedule::run(Arc::clone(&app)));
+    tokio::spawn(crate::crawl::run(
+        Arc::clone(&app.crawl),
+        app.writer.seq_watch(),
+    ));
+    let probed = Arc::clone(&app);
+    tokio::spawn(async move {
+        crate::notify::watchdog(|within| {
+            let app = Arc::clone(&probed);
+            async move { app.storage_healthy(within).await }
+        })
+        .await
+    });
+    tokio::spawn(Arc::clone(&app).watch_storage());
+    tokio::spawn(crate::backup::schedule::run(
+        crate::backup::schedule::Plan::from_config(&config),
+    ));
 
     let status = app.tls.status();
     let ready_line = if config.tls == TlsMode::Off || status.serving || status.message.is_empty() {
@@ -205,47 +218,31 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Uploaded blobs no record picked up are deleted after a grace period.
+/// Hourly: uploads no record picked up (after a grace period) and events older than the
+/// firehose backfill window are deleted.
 async fn blob_gc(app: Arc<App>) {
-    let grace = crate::blobs::DEFAULT_TEMP_GRACE;
     loop {
         tokio::time::sleep(Duration::from_secs(3600)).await;
-        let before = crate::api::repo::unix_now() - grace.as_secs() as i64;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let r = app
-            .writer
-            .exec(move |c, _| {
-                let cids = blob_rows::unreferenced_before(c, before)?;
-                for cid in &cids {
-                    blob_rows::delete_blob(c, cid)?;
-                }
-                let _ = tx.send(cids);
-                Ok(())
-            })
-            .await;
-        if let (Ok(()), Ok(cids)) = (r, rx.await) {
-            if !cids.is_empty() {
-                tracing::info!("removing {} unreferenced blobs", cids.len());
-            }
-            let blobs = app.blobs.clone();
-            let _ = tokio::task::spawn_blocking(move || blobs.delete_many_blocking(&cids)).await;
+        match app
+            .uploads()
+            .collect_garbage(crate::blobs::DEFAULT_TEMP_GRACE)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} unreferenced blobs"),
+            Err(e) => tracing::warn!("could not remove unreferenced blobs: {e}"),
         }
-        let _ = app.blobs.gc_temps(grace).await;
         trim_events(&app).await;
     }
 }
 
 /// Events older than the firehose backfill window are no use to anyone.
 async fn trim_events(app: &App) {
-    let cutoff = crate::syntax::format_datetime_millis(
-        (crate::api::repo::unix_now() - crate::api::firehose::backfill(app).as_secs() as i64)
-            * 1000,
-    );
-    let r = app
+    if let Err(e) = app
         .writer
-        .exec(move |c, _| crate::store::repo::trim_events_before(c, &cutoff).map(|_| ()))
-        .await;
-    if let Err(e) = r {
+        .trim_events_before(app.firehose().window_start())
+        .await
+    {
         tracing::warn!("could not trim old firehose events: {e}");
     }
 }
@@ -259,7 +256,11 @@ pub fn account_create(
 ) -> Result<(), CliError> {
     runtime()?.block_on(async move {
         let app = open(config).await?;
-        match account::create(&app, &handle, &password, email, method(did_method)).await {
+        match app
+            .accounts()
+            .create(&handle, &password, email, method(did_method))
+            .await
+        {
             Ok(a) => {
                 println!("created account {} ({})", a.handle, a.did);
                 Ok(())
@@ -272,14 +273,25 @@ pub fn account_create(
     })
 }
 
-pub fn account_set_password(config: Config, password: String) -> Result<(), CliError> {
+pub fn account_set_password(
+    config: Config,
+    password: String,
+    revoke_app_passwords: bool,
+) -> Result<(), CliError> {
     runtime()?.block_on(async move {
         let app = open(config).await?;
         if app.account().await.map_err(msg)?.is_none() {
             return Err(msg("no account yet: run `perch account create` first"));
         }
-        account::set_password(&app, &password).await.map_err(msg)?;
-        println!("password changed; all sessions were signed out");
+        app.accounts()
+            .set_password(&password, revoke_app_passwords)
+            .await
+            .map_err(msg)?;
+        if revoke_app_passwords {
+            println!("password changed; every session was signed out and app passwords deleted");
+        } else {
+            println!("password changed; every session was signed out");
+        }
         Ok(())
     })
 }
@@ -296,17 +308,14 @@ pub fn app_password_create(config: Config, name: String, privileged: bool) -> Re
             name: name.clone(),
             password_hash: hash,
             privileged,
-            created_at: crate::syntax::format_datetime_millis(crate::api::repo::unix_now() * 1000),
+            created_at: crate::syntax::format_datetime_millis(crate::clock::unix_secs() * 1000),
         };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        app.writer
-            .exec(move |c, _| {
-                let _ = tx.send(account_rows::insert_app_password(c, &row)?);
-                Ok(())
-            })
+        let inserted = app
+            .writer
+            .exec(move |c, _| account_rows::insert_app_password(c, &row))
             .await
             .map_err(msg)?;
-        if !rx.await.unwrap_or(false) {
+        if !inserted {
             return Err(msg(format!(
                 "an app password named {name:?} already exists"
             )));
@@ -338,15 +347,12 @@ pub fn app_password_list(config: Config) -> Result<(), CliError> {
 pub fn app_password_revoke(config: Config, name: String) -> Result<(), CliError> {
     runtime()?.block_on(async move {
         let app = open(config).await?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        app.writer
-            .exec(move |c, _| {
-                let _ = tx.send(account_rows::delete_app_password(c, &name)?);
-                Ok(())
-            })
+        let deleted = app
+            .writer
+            .exec(move |c, _| account_rows::delete_app_password(c, &name))
             .await
             .map_err(msg)?;
-        if rx.await.unwrap_or(false) {
+        if deleted {
             println!("revoked");
             Ok(())
         } else {
@@ -361,7 +367,7 @@ pub fn request_crawl(config: Config) -> Result<(), CliError> {
         if app.config.relays.is_empty() {
             return Err(msg("no relays configured (relays = [...] in the config)"));
         }
-        crate::crawl::request_all(&app).await;
+        app.crawl.request_all().await;
         let mut failed = false;
         for s in app.crawl.snapshot() {
             println!("{}: {}", s.relay, s.result);
@@ -488,9 +494,7 @@ pub fn plc_token(config: Config) -> Result<(), CliError> {
         if app.account().await.map_err(msg)?.is_none() {
             return Err(msg("no account yet"));
         }
-        let token = crate::api::identity::new_plc_token(&app)
-            .await
-            .map_err(|e| msg(e.message))?;
+        let token = app.accounts().new_plc_code().await.map_err(msg)?;
         println!("{token}");
         Ok(())
     })

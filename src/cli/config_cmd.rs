@@ -47,7 +47,7 @@ pub fn check(config: &Config, global: &GlobalArgs) -> Result<(), CliError> {
 }
 
 fn facts(c: &Config, global: &GlobalArgs) -> String {
-    let file = match config_file_in_use(global) {
+    let file = match config_file_in_use(&global.overrides()) {
         Some(p) => p.display().to_string(),
         None => "none (defaults, PERCH_* variables and flags only)".to_owned(),
     };

@@ -201,7 +201,7 @@ fn certificate(c: &Config, r: &mut Report) {
     };
     match loaded {
         Ok(cert) => {
-            let days = (cert.info.not_after - crate::tls::now_secs()) / 86_400;
+            let days = (cert.info.not_after - crate::clock::unix_secs()) / 86_400;
             let level = if days < 0 {
                 Level::Fail
             } else if days < 10 {
@@ -257,7 +257,7 @@ async fn clock(c: &Config, r: &mut Report) {
         );
         return;
     };
-    let skew = crate::tls::now_secs() - remote;
+    let skew = crate::clock::unix_secs() - remote;
     if skew.abs() > 300 {
         r.line(
             Level::Fail,
@@ -308,10 +308,7 @@ fn database(c: &Config, r: &mut Report) -> Option<(String, String)> {
         );
         return None;
     }
-    let conn = match rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    ) {
+    let conn = match crate::store::snapshot::open_read_only(&path) {
         Ok(c) => c,
         Err(e) => {
             r.line(
@@ -325,8 +322,7 @@ fn database(c: &Config, r: &mut Report) -> Option<(String, String)> {
             return None;
         }
     };
-    let _ = conn.busy_timeout(Duration::from_secs(5));
-    match conn.query_row("PRAGMA quick_check", [], |row| row.get::<_, String>(0)) {
+    match crate::store::snapshot::quick_check(&conn) {
         Ok(s) if s == "ok" => r.line(Level::Ok, "database", "quick_check ok"),
         Ok(s) => r.line(
             Level::Fail,
@@ -434,9 +430,7 @@ fn backups(c: &Config, r: &mut Report) {
         );
         return;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = crate::clock::unix_millis();
     match health(c.backup_dir.as_deref(), c.backup_interval_hours, now) {
         Health::Ok(m) => r.line(Level::Ok, "backup", m),
         Health::Warn(m) => r.line(Level::Warn, "backup", m),

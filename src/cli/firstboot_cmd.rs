@@ -83,7 +83,7 @@ pub fn main(args: FirstbootArgs, global: &GlobalArgs) -> ExitCode {
 }
 
 fn now_ms() -> i64 {
-    crate::api::repo::unix_now() * 1000
+    crate::clock::unix_millis()
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::{DidMethod, GlobalArgs};
 use crate::account::{self, AccountError};
 use crate::app::App;
-use crate::config::{Config, DEFAULT_CONFIG_PATH, TlsMode};
+use crate::config::{Config, DEFAULT_CONFIG_PATH, Overrides, TlsMode, toml_string};
 use crate::syntax::{is_disallowed_tld, normalize_handle, validate_handle};
 
 /// The commented config the package installs; `init` fills in its first keys.
@@ -127,16 +127,16 @@ fn run_with(
 
     // Flags that change where things are must end up in the file, or `perch serve` would
     // look elsewhere.
-    let mut settings = vec![("hostname".to_owned(), quote(&answers.hostname))];
+    let mut settings = vec![("hostname".to_owned(), toml_string(&answers.hostname))];
     if let Some(email) = &answers.email {
-        settings.push(("acme_email".to_owned(), quote(email)));
+        settings.push(("acme_email".to_owned(), toml_string(email)));
     }
     if let Some(dir) = &global.data_dir {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-        settings.push(("data_dir".to_owned(), quote(&dir.to_string_lossy())));
+        settings.push(("data_dir".to_owned(), toml_string(&dir.to_string_lossy())));
     }
     if let Some(listen) = &global.listen {
-        settings.push(("listen".to_owned(), quote(listen)));
+        settings.push(("listen".to_owned(), toml_string(listen)));
     }
     settings.extend(extra);
     let text = render_config(CONFIG_TEMPLATE, &settings);
@@ -182,7 +182,11 @@ async fn create_account(
     a: &Answers,
     method: account::DidMethod,
 ) -> Result<String, InitError> {
-    match account::create_with(app, &a.handle, a.password.clone(), a.email.clone(), method).await {
+    match app
+        .accounts()
+        .create_with(&a.handle, a.password.clone(), a.email.clone(), method)
+        .await
+    {
         Ok(acct) => {
             println!("created account {} ({})", acct.handle, acct.did);
             Ok(acct.did)
@@ -310,6 +314,27 @@ fn ask_until(
             Err(InitError(e)) => println!("  {e}"),
         }
     }
+}
+
+/// A new password for a command other than init: from stdin with `--password-stdin` (one
+/// line), else from `--password`/PERCH_PASSWORD, else asked twice on the terminal; never
+/// only from the command line, where other local users can read it. The same length rule
+/// as init.
+pub(crate) fn new_password(flag: Option<String>, from_stdin: bool) -> Result<String, String> {
+    let stdin = &mut io::stdin().lock();
+    let password = if from_stdin {
+        read_line(stdin)
+            .map_err(|InitError(e)| e)?
+            .ok_or("--password-stdin: no input")?
+    } else if let Some(p) = flag {
+        p
+    } else if io::stdin().is_terminal() {
+        return ask_password(stdin).map_err(|InitError(e)| e);
+    } else {
+        return Err("no password: pipe it in with --password-stdin (or set PERCH_PASSWORD)".into());
+    };
+    check_password(&password).map_err(|InitError(e)| e)?;
+    Ok(password)
 }
 
 fn ask_password(stdin: &mut impl io::BufRead) -> Result<String, InitError> {
@@ -443,30 +468,15 @@ pub fn render_config(template: &str, settings: &[(String, String)]) -> String {
     out
 }
 
-/// A TOML basic string.
-pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The config as `perch serve` will see it once `text` is at `path` (environment and
 /// flags included), so mistakes show before anything is written.
 fn load_with(path: &Path, text: &str, global: &GlobalArgs) -> Result<Config, InitError> {
-    let args = GlobalArgs {
-        config: Some(path.to_owned()),
+    let overrides = Overrides {
+        config_path: Some(path.to_owned()),
         dev: false,
-        ..global.clone()
+        ..global.overrides()
     };
-    Config::load_from(&args, &|name| std::env::var(name).ok(), &|p| {
+    Config::load_from(&overrides, &|name| std::env::var(name).ok(), &|p| {
         if p == path {
             Ok(text.to_owned())
         } else {
@@ -656,8 +666,8 @@ mod tests {
         let out = render_config(
             t,
             &[
-                ("hostname".into(), quote("pds.example.com")),
-                ("data_dir".into(), quote("/srv/a \"b\"")),
+                ("hostname".into(), toml_string("pds.example.com")),
+                ("data_dir".into(), toml_string("/srv/a \"b\"")),
             ],
         );
         assert_eq!(

@@ -25,13 +25,14 @@ async fn mint(config: &Config, code: Code) -> Result<String, CliError> {
         .await
         .map_err(|e| CliError::Message(e.to_string()))?;
     let code = match code {
-        Code::Plc => crate::api::identity::new_plc_token(&app).await,
+        Code::Plc => app.accounts().new_plc_code().await,
         Code::Invite => {
-            crate::api::migrate::new_action_token(&app, "invite", crate::api::migrate::INVITE_SECS)
+            app.accounts()
+                .new_code(crate::account::Purpose::Invite)
                 .await
         }
     };
-    code.map_err(|e| CliError::Message(e.message))
+    code.map_err(|e| CliError::Message(e.to_string()))
 }
 
 /// `perch account invite`.

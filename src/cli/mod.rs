@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Overrides};
 
 /// Flags every subcommand accepts, before or after the subcommand name.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -33,6 +33,18 @@ pub struct GlobalArgs {
     /// Local development: plain HTTP on 127.0.0.1:2583, hostname localhost, ./perch-dev, no PLC
     #[arg(long, global = true)]
     pub dev: bool,
+}
+
+impl GlobalArgs {
+    /// What these flags tell the config loader.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config_path: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            listen: self.listen.clone(),
+            dev: self.dev,
+        }
+    }
 }
 
 /// perch: a single-user AT Protocol Personal Data Server.
@@ -181,11 +193,19 @@ pub enum AccountCommand {
         #[arg(long, value_enum)]
         did_method: Option<DidMethod>,
     },
-    /// Change the login password
+    /// Change the login password and sign out every session (asks for the new password
+    /// on the terminal)
     SetPassword {
-        /// New password
+        /// New password (visible to other local users: prefer the prompt or
+        /// --password-stdin)
+        #[arg(long, env = "PERCH_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Read the new password from the first line of standard input
         #[arg(long)]
-        password: String,
+        password_stdin: bool,
+        /// Also delete every app password (each app then needs a new one)
+        #[arg(long)]
+        revoke_app_passwords: bool,
     },
     /// Manage app passwords
     #[command(subcommand)]
@@ -264,7 +284,7 @@ pub fn main_entry() -> ExitCode {
         Command::Welcome(args) => return welcome::main(args, &cli.global),
         _ => {}
     }
-    let config = match Config::load(&cli.global) {
+    let config = match Config::load(&cli.global.overrides()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("perch: config error: {e}");
@@ -338,8 +358,14 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
         }
         Command::Account(AccountCommand::PlcToken) => commands::plc_token(config),
         Command::Account(AccountCommand::Invite) => migrate_cmd::invite(&config),
-        Command::Account(AccountCommand::SetPassword { password }) => {
-            commands::account_set_password(config, password)
+        Command::Account(AccountCommand::SetPassword {
+            password,
+            password_stdin,
+            revoke_app_passwords,
+        }) => {
+            let password =
+                init::new_password(password, password_stdin).map_err(CliError::Message)?;
+            commands::account_set_password(config, password, revoke_app_passwords)
         }
         Command::Account(AccountCommand::AppPassword(cmd)) => match cmd {
             AppPasswordCommand::Create { name, privileged } => {
@@ -368,11 +394,12 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
 
 /// Logs to stdout (journald collects it). `RUST_LOG`, when set, wins over the config's `log`.
 fn init_logging(config_log: &str) {
-    use tracing_subscriber::EnvFilter;
+    use crate::config::log_filter;
+    use tracing_subscriber::prelude::*;
     let from_env = std::env::var("RUST_LOG")
         .ok()
         .filter(|s| !s.trim().is_empty())
-        .and_then(|s| match EnvFilter::try_new(&s) {
+        .and_then(|s| match log_filter::parse(&s) {
             Ok(f) => Some(f),
             Err(e) => {
                 eprintln!("perch: ignoring RUST_LOG={s:?}: {e}");
@@ -381,12 +408,18 @@ fn init_logging(config_log: &str) {
         });
     let filter = from_env.unwrap_or_else(|| {
         // `Config::validate` has already checked `log`.
-        EnvFilter::try_new(config_log).unwrap_or_else(|_| EnvFilter::new("info"))
+        log_filter::parse(config_log).unwrap_or_else(|_| {
+            tracing_subscriber::filter::Targets::new()
+                .with_default(tracing_subscriber::filter::LevelFilter::INFO)
+        })
     });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .with_ansi(std::io::stdout().is_terminal())
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stdout)
+                .with_ansi(std::io::stdout().is_terminal()),
+        )
+        .with(filter)
         .try_init();
 }
 

@@ -224,7 +224,7 @@ fn check_ssh_key(k: &str) -> Result<(), String> {
 /// A config value back in TOML syntax (the toml crate's writer is not compiled in).
 fn to_toml(v: &Value) -> Result<String, String> {
     Ok(match v {
-        Value::String(s) => crate::cli::init::quote(s),
+        Value::String(s) => crate::config::toml_string(s),
         Value::Integer(i) => i.to_string(),
         Value::Boolean(b) => b.to_string(),
         Value::Float(f) if f.is_finite() => format!("{f:?}"),

@@ -5,6 +5,8 @@
 pub mod limit;
 mod port80;
 mod routes;
+pub mod subscribers;
+mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,7 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::app::App;
-pub use limit::{ConnLimiter, ConnPermit, ConnSlot};
+use crate::xrpc::Body;
+pub use limit::{ConnLimiter, ConnPermit, OpenRequest, TooMany};
 
 /// Without a timer hyper has no header deadline at all. hyper restarts this deadline whenever
 /// an HTTP/1 connection waits for a request head, so it is also the keep-alive idle limit:
@@ -32,6 +35,9 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// HTTP/2 flow-control windows for request bodies (see `builder`).
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 128 * 1024;
 
 pub use routes::handle;
 
@@ -60,6 +66,13 @@ fn builder() -> auto::Builder<TokioExecutor> {
         // Per stream: hyper's default (400 KiB) times 64 streams times every connection
         // is far more than a small box has; one blob chunk is enough to keep a stream busy.
         .max_send_buf_size(crate::blobs::CHUNK_SIZE)
+        // What a client may send ahead of what a handler has read: hyper buffers it per
+        // stream and connection (its defaults are 1 MiB each). A request waiting for body
+        // budget (`xrpc::budget`) reads nothing, so its connection holds at most this
+        // much: 128 MiB with every one of 1024 connections full. 64 KiB per stream (the
+        // protocol's own default) uploads a blob at ~1.3 MB/s over 50 ms, ~6 MB/s over 10.
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_header_list_size(32 * 1024)
         .max_pending_accept_reset_streams(32)
         .max_local_error_reset_streams(64)
@@ -140,9 +153,15 @@ async fn serve_one(
         Role::Redirect => {
             let active = Arc::clone(&permit);
             let service = service_fn(move |req| {
-                active.mark_active();
+                let open = active.begin_request();
                 let app = Arc::clone(&app);
-                async move { Ok::<_, std::convert::Infallible>(port80::handle(app, req).await) }
+                async move {
+                    let resp = match open {
+                        Ok(open) => until_sent(port80::handle(app, req).await, open),
+                        Err(_) => routes::too_many_requests(),
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             first_request_within(&permit, peer, async {
@@ -206,13 +225,18 @@ async fn connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let active = Arc::clone(&permit);
-    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        active.mark_active();
-        // An upgraded socket (the firehose) outlives this connection's task: it takes
-        // the slot with it.
-        req.extensions_mut().insert(ConnSlot(Arc::clone(&active)));
+    // An upgraded socket (the firehose) leaves the connection and its slot behind: it
+    // counts against the subscriber caps instead (`http::subscribers`).
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let open = active.begin_request();
         let app = Arc::clone(&app);
-        async move { Ok::<_, std::convert::Infallible>(handle(app, req, peer, secure).await) }
+        async move {
+            let resp = match open {
+                Ok(open) => until_sent(handle(app, req, peer, secure).await, open),
+                Err(_) => routes::too_many_requests(),
+            };
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     first_request_within(&permit, peer, async {
@@ -224,4 +248,32 @@ async fn connection<S>(
 /// Bind a listener.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+/// `resp`, with its request counted open until the body has been sent or dropped (a
+/// connection with a request open is never evicted to make room).
+fn until_sent(resp: hyper::Response<Body>, open: OpenRequest) -> hyper::Response<Body> {
+    resp.map(|inner| http_body_util::BodyExt::boxed(Tracked { inner, _open: open }))
+}
+
+struct Tracked {
+    inner: Body,
+    _open: OpenRequest,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -68,23 +68,75 @@ pub async fn handle(
     resp
 }
 
+/// The answer to a request beyond the caps on requests open at once (`limit`): 429, as for
+/// any client asking too much at once, with the headers a browser needs to read it.
+pub(super) fn too_many_requests() -> Response<Body> {
+    let mut r = XrpcError::rate_limited(1).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
 /// The client's address: the peer, or when the peer is a configured reverse proxy, the
-/// nearest address in `X-Forwarded-For` that is not itself a trusted proxy.
+/// nearest address in `X-Forwarded-For` that is not itself a trusted proxy. A hop that does
+/// not parse ends the walk and stands for the client ([`UNKNOWN_CLIENT`]): skipping it would
+/// let a client behind the proxy put any address (loopback, say) further left and be taken
+/// for it.
 fn client_ip(trusted: &[IpAddr], headers: &hyper::HeaderMap, peer: SocketAddr) -> SocketAddr {
-    if !trusted.contains(&peer.ip().to_canonical()) && !trusted.contains(&peer.ip()) {
+    let is_trusted = |ip: &IpAddr| trusted.contains(&ip.to_canonical()) || trusted.contains(ip);
+    if !is_trusted(&peer.ip()) {
         return peer;
     }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    hops.iter()
-        .rev()
-        .find(|ip| !trusted.contains(ip))
-        .map_or(peer, |ip| SocketAddr::new(*ip, 0))
+    let mut hops: Vec<&str> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        match v.to_str() {
+            Ok(v) => hops.extend(v.split(',').map(str::trim).filter(|h| !h.is_empty())),
+            // Not even text: nothing in it can be believed.
+            Err(_) => hops.push("?"),
+        }
+    }
+    for hop in hops.iter().rev() {
+        match parse_hop(hop) {
+            Some(ip) if is_trusted(&ip) => {}
+            Some(ip) => return SocketAddr::new(ip.to_canonical(), 0),
+            None => return SocketAddr::new(UNKNOWN_CLIENT, 0),
+        }
+    }
+    peer
+}
+
+/// Who a client is when its proxy wrote something that is not an address (`unknown`, an
+/// obfuscated name): an address in the discard-only prefix `100::/64` (RFC 6666). It is not
+/// loopback, and all such clients share one /64, so one limiter key.
+pub const UNKNOWN_CLIENT: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 1));
+
+/// One forwarded hop in the forms proxies write: `192.0.2.1`, `192.0.2.1:443`, `2001:db8::1`,
+/// `[2001:db8::1]`, `[2001:db8::1]:443`, each possibly in double quotes (as `Forwarded`
+/// writes them) and padded with spaces.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    let hop = hop
+        .strip_prefix('"')
+        .and_then(|h| h.strip_suffix('"'))
+        .unwrap_or(hop)
+        .trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = hop.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    hop.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse::<std::net::Ipv6Addr>().ok())
+        .map(IpAddr::V6)
 }
 
 /// `/metrics`: only when enabled, and only to loopback or with the admin password.
@@ -113,6 +165,8 @@ fn metrics(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Response<Bod
         firehose_subscribers: app.subscribers.load(std::sync::atomic::Ordering::Relaxed),
         cert_not_after: status.cert.map(|c| c.not_after),
         certs_issued: status.issued,
+        password_hashes: app.hasher.hashes(),
+        password_queue: app.hasher.queued(),
     });
     let mut r = Response::new(xrpc::full(body));
     r.headers_mut().insert(
@@ -166,9 +220,20 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Respo
             crate::api::identity::well_known_atproto_did(&app, &req).await
         }
         "/.well-known/did.json" => crate::api::identity::well_known_did_json(&app).await,
-        "/xrpc/com.atproto.sync.subscribeRepos" => crate::api::firehose::subscribe(app, req).await,
+        "/xrpc/com.atproto.sync.subscribeRepos" => {
+            super::websocket::subscribe_repos(app, req, peer.ip()).await
+        }
         p if p.starts_with("/xrpc/") => {
-            let nsid = p["/xrpc/".len()..].to_owned();
+            // Only a well-formed NSID goes on: it names the handler, and the
+            // proxy puts it in an upstream URL and a token's `lxm`, where
+            // `app.bsky.x/../../foo` would reach another path. One trailing
+            // slash is allowed, as the reference allows it.
+            let raw = &p["/xrpc/".len()..];
+            let nsid = raw.strip_suffix('/').unwrap_or(raw);
+            if !crate::syntax::is_valid_nsid(nsid) {
+                return XrpcError::invalid_request("invalid xrpc path").into_response();
+            }
+            let nsid = nsid.to_owned();
             let (parts, body) = req.into_parts();
             let has_body = parts.method == Method::POST;
             let xreq = XrpcRequest::new(
@@ -180,7 +245,10 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Respo
                 has_body.then_some(body),
             );
             let result = match xreq {
-                Ok(x) => crate::api::dispatch(app, x).await,
+                Ok(x) => {
+                    let x = x.with_body_budget(Arc::clone(&app.body_budget));
+                    crate::api::dispatch(app, x).await
+                }
                 Err(e) => Err(e),
             };
             match result {
@@ -221,5 +289,83 @@ mod tests {
             "203.0.113.5"
         );
         assert_eq!(client_ip(&trusted, &hyper::HeaderMap::new(), proxy), proxy);
+    }
+
+    #[test]
+    fn forwarded_hops_parse_in_every_common_form() {
+        let v4: IpAddr = "203.0.113.5".parse().unwrap();
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        for (hop, want) in [
+            ("203.0.113.5", Some(v4)),
+            ("  203.0.113.5  ", Some(v4)),
+            ("203.0.113.5:4711", Some(v4)),
+            ("\"203.0.113.5:4711\"", Some(v4)),
+            ("2001:db8::7", Some(v6)),
+            ("[2001:db8::7]", Some(v6)),
+            ("[2001:db8::7]:443", Some(v6)),
+            ("\"[2001:db8::7]:443\"", Some(v6)),
+            (
+                "::ffff:203.0.113.5",
+                Some("::ffff:203.0.113.5".parse().unwrap()),
+            ),
+            ("unknown", None),
+            ("_hidden", None),
+            ("203.0.113.5:port", None),
+            ("[203.0.113.5]", None),
+            ("[2001:db8::7", None),
+            ("2001:db8::7]:443", None),
+            ("203.0.113", None),
+            ("\"", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_hop(hop), want, "{hop:?}");
+        }
+    }
+
+    #[test]
+    fn an_unparsable_hop_is_the_client_never_skipped() {
+        let trusted: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap()];
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let client = |xff: &str| {
+            let mut h = hyper::HeaderMap::new();
+            h.append("x-forwarded-for", xff.parse().unwrap());
+            client_ip(&trusted, &h, proxy).ip()
+        };
+        // The proxy appended the real client with its port: that is the client, not the
+        // forged loopback entry to its left.
+        assert_eq!(
+            client("127.0.0.1, 203.0.113.5:4711").to_string(),
+            "203.0.113.5"
+        );
+        assert_eq!(
+            client("127.0.0.1, [2001:db8::7]:443").to_string(),
+            "2001:db8::7"
+        );
+        assert_eq!(
+            client("127.0.0.1, [2001:db8::7]").to_string(),
+            "2001:db8::7"
+        );
+        for forged in [
+            "127.0.0.1, unknown",
+            "127.0.0.1, _hidden",
+            "127.0.0.1, 203.0.113.5:x",
+            "::1, garbage, 127.0.0.1",
+        ] {
+            let ip = client(forged);
+            assert_eq!(ip, UNKNOWN_CLIENT, "{forged}");
+            assert!(!ip.is_loopback());
+        }
+        // Empty list elements carry nothing and are ignored (RFC 9110 list syntax).
+        assert_eq!(client("203.0.113.5, ").to_string(), "203.0.113.5");
+        // Only trusted hops: the peer itself.
+        assert_eq!(client("127.0.0.1"), proxy.ip());
+        // A mapped hop counts as its IPv4 address.
+        assert_eq!(client("::ffff:198.51.100.2").to_string(), "198.51.100.2");
+        let mut h = hyper::HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            hyper::header::HeaderValue::from_bytes(b"127.0.0.1, \xff").unwrap(),
+        );
+        assert_eq!(client_ip(&trusted, &h, proxy).ip(), UNKNOWN_CLIENT);
     }
 }

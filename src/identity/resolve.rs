@@ -1,6 +1,6 @@
 //! Resolving other identities over the network: DID documents (did:plc at
-//! the PLC directory, did:web at `/.well-known/did.json`) and handles (the
-//! HTTPS `/.well-known/atproto-did` method; DNS TXT is not implemented).
+//! the PLC directory, did:web at `/.well-known/did.json`) and handles (DNS
+//! TXT `_atproto.<handle>`, then HTTPS `/.well-known/atproto-did`).
 //! Every fetch goes through `net`, so private addresses are refused.
 
 use hyper::Method;
@@ -22,21 +22,60 @@ pub enum ResolveError {
     BadHandle(String),
 }
 
+/// Where the document of `did:web:<host>` lives. Only the bare host form is
+/// supported (no path segments). A `%3A`-encoded port is for the development
+/// host `localhost` exactly, and plain HTTP too, only when loopback targets
+/// are allowed (`PERCH_ALLOW_LOOPBACK`; otherwise `net` refuses localhost
+/// anyway). A host that merely starts with `localhost` (`localhost.evil.com`)
+/// is an ordinary public name: plain HTTP there would let anyone on the path
+/// forge the document.
+pub fn did_web_url(did: &str, allow_loopback: bool) -> Result<String, ResolveError> {
+    let unsupported = || ResolveError::Unsupported(did.into());
+    let id = did.strip_prefix("did:web:").ok_or_else(unsupported)?;
+    // A literal ':' separates path segments, which atproto does not use.
+    if id.is_empty() || id.contains(':') {
+        return Err(unsupported());
+    }
+    let decoded = id.replace("%3A", ":").replace("%3a", ":");
+    let (name, port) = match decoded.split_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (decoded.as_str(), None),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if !name_ok {
+        return Err(unsupported());
+    }
+    // A port only makes sense for the development host; elsewhere it is refused.
+    let localhost = name.eq_ignore_ascii_case("localhost");
+    let port = match port {
+        None => None,
+        Some(p) if localhost && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            match p.parse::<u16>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(unsupported()),
+            }
+        }
+        Some(_) => return Err(unsupported()),
+    };
+    let scheme = if localhost && allow_loopback {
+        "http"
+    } else {
+        "https"
+    };
+    Ok(match port {
+        Some(p) => format!("{scheme}://{name}:{p}/.well-known/did.json"),
+        None => format!("{scheme}://{name}/.well-known/did.json"),
+    })
+}
+
 /// Fetch and sanity-check the DID document of `did`.
 pub async fn did_document(net: &Net, plc_url: &str, did: &str) -> Result<Value, ResolveError> {
-    let url = if let Some(host) = did.strip_prefix("did:web:") {
-        // Only the host form; a port is percent-encoded and allowed for
-        // localhost in development.
-        let host = host.replace("%3A", ":");
-        if host.contains('/') || (host.contains(':') && !host.starts_with("localhost:")) {
-            return Err(ResolveError::Unsupported(did.into()));
-        }
-        let scheme = if host.starts_with("localhost") {
-            "http"
-        } else {
-            "https"
-        };
-        format!("{scheme}://{host}/.well-known/did.json")
+    let url = if did.starts_with("did:web:") {
+        did_web_url(did, net.allows_private())?
     } else if did.starts_with("did:plc:") && !plc_url.is_empty() {
         format!("{}/{did}", plc_url.trim_end_matches('/'))
     } else {
@@ -101,6 +140,22 @@ pub fn service_endpoint(doc: &Value, id: &str) -> Option<String> {
         .get("serviceEndpoint")?
         .as_str()
         .map(|e| e.trim_end_matches('/').to_owned())
+}
+
+/// As [`service_endpoint`], only when the entry also has type `kind` (the
+/// reference checks it for the push service, `BskyNotificationService`).
+pub fn typed_service_endpoint(doc: &Value, id: &str, kind: &str) -> Option<String> {
+    let did = doc.get("id").and_then(Value::as_str).unwrap_or("");
+    let (rel, abs) = (format!("#{id}"), format!("{did}#{id}"));
+    let entry = doc.get("service")?.as_array()?.iter().find(|s| {
+        s.get("id")
+            .and_then(Value::as_str)
+            .is_some_and(|x| x == rel || x == abs)
+    })?;
+    if entry.get("type").and_then(Value::as_str) != Some(kind) {
+        return None;
+    }
+    service_endpoint(doc, id)
 }
 
 /// The handle a DID document claims (its first `at://` alias).
@@ -231,6 +286,11 @@ mod tests {
             "https://api.example.com"
         );
         assert!(service_endpoint(&doc, "nope").is_none());
+        assert_eq!(
+            typed_service_endpoint(&doc, "bsky_appview", "BskyAppView").unwrap(),
+            "https://api.example.com"
+        );
+        assert!(typed_service_endpoint(&doc, "bsky_appview", "BskyNotificationService").is_none());
         assert_eq!(claimed_handle(&doc).unwrap(), "alice.example.com");
     }
 
@@ -248,6 +308,93 @@ mod tests {
             b"",
         ] {
             assert_eq!(well_known_did(body), None, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_exact_development_host_gets_plain_http() {
+        // Loopback allowed (tests, development): localhost itself, with or
+        // without a port, is fetched over http.
+        for (did, want) in [
+            ("did:web:localhost", "http://localhost/.well-known/did.json"),
+            (
+                "did:web:localhost%3A2583",
+                "http://localhost:2583/.well-known/did.json",
+            ),
+            (
+                "did:web:localhost%3a2583",
+                "http://localhost:2583/.well-known/did.json",
+            ),
+            (
+                "did:web:LOCALHOST%3A8080",
+                "http://LOCALHOST:8080/.well-known/did.json",
+            ),
+            (
+                "did:web:example.com",
+                "https://example.com/.well-known/did.json",
+            ),
+        ] {
+            assert_eq!(did_web_url(did, true).unwrap(), want, "{did}");
+        }
+        // Names that only start like the development host are public names:
+        // https, whatever the loopback setting.
+        for (did, host) in [
+            ("did:web:localhost.evil.com", "localhost.evil.com"),
+            ("did:web:localhostx", "localhostx"),
+            ("did:web:localhost-evil.com", "localhost-evil.com"),
+            ("did:web:localhost.", "localhost."),
+            ("did:web:xlocalhost", "xlocalhost"),
+            ("did:web:localhost.localhost", "localhost.localhost"),
+        ] {
+            for allow in [true, false] {
+                assert_eq!(
+                    did_web_url(did, allow).unwrap(),
+                    format!("https://{host}/.well-known/did.json"),
+                    "{did} allow={allow}"
+                );
+            }
+        }
+        // Loopback not allowed: even localhost is https (and `net` refuses it).
+        assert_eq!(
+            did_web_url("did:web:localhost%3A2583", false).unwrap(),
+            "https://localhost:2583/.well-known/did.json"
+        );
+        // Ports anywhere else, ports that are not ports, paths, userinfo and
+        // other encodings are not supported at all.
+        for did in [
+            "did:web:localhost%3A80.evil",
+            "did:web:localhost%3A80.evil.com",
+            "did:web:localhost%3A%3A80",
+            "did:web:localhost%3A80%3A90",
+            "did:web:localhost%3A",
+            "did:web:localhost%3A0",
+            "did:web:localhost%3A65536",
+            "did:web:localhost%3A123456",
+            "did:web:localhost%3A-1",
+            "did:web:localhost%3A+80",
+            "did:web:localhost.evil.com%3A80",
+            "did:web:localhostx%3A80",
+            "did:web:example.com%3A443",
+            "did:web:localhost:80",
+            "did:web:localhost:evil.com",
+            "did:web:evil.com%40localhost",
+            "did:web:localhost%40evil.com",
+            "did:web:localhost%2Fevil.com",
+            "did:web:localhost%2F..%2Fevil",
+            "did:web:localhost%23x",
+            "did:web:localhost%3Fx",
+            "did:web:local%68ost",
+            "did:web:",
+            "did:web:%3A80",
+            "did:plc:localhost",
+        ] {
+            for allow in [true, false] {
+                assert!(
+                    matches!(did_web_url(did, allow), Err(ResolveError::Unsupported(_))),
+                    "{did} allow={allow}: {:?}",
+                    did_web_url(did, allow)
+                );
+            }
         }
     }
 

@@ -241,7 +241,7 @@ async fn move_account(m: Move) -> Result<String, MigrateError> {
         Err(_) => {
             let describe = new.query("com.atproto.server.describeServer", &[]).await?;
             let service_did = field(&describe, "did")?.to_owned();
-            let exp = (crate::tls::now_secs() + 600).to_string();
+            let exp = (crate::clock::unix_secs() + 600).to_string();
             let auth = old
                 .query(
                     "com.atproto.server.getServiceAuth",

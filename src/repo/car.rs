@@ -95,6 +95,12 @@ impl<W: Write> CarWriter<W> {
         })
     }
 
+    /// Go on writing blocks of a CAR whose header (and earlier blocks) went out already,
+    /// e.g. by an earlier batch of the same export. `bytes_written` counts from here.
+    pub fn resume(w: W) -> Self {
+        CarWriter { w, written: 0 }
+    }
+
     pub fn write_block(&mut self, cid: &Cid, data: &[u8]) -> io::Result<()> {
         let c = cid.to_bytes();
         let n = write_varint(&mut self.w, (c.len() + data.len()) as u64)?;

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use super::car::{CarError, CarLimits, CarReader, CarWriter};
 use super::commit::Commit;
-use super::mst::{Mst, Visit};
+use super::mst::{Mst, Node, Visit};
 use super::{BlockSource, MemoryBlocks, RepoError};
 use crate::cbor;
 use crate::cid::{self, Cid};
@@ -29,35 +29,122 @@ pub enum ExportError {
 pub fn write_repo_car<W: Write>(
     src: &dyn BlockSource,
     commit_cid: &Cid,
-    w: W,
+    mut w: W,
 ) -> Result<W, ExportError> {
-    let commit_bytes = src
-        .get_block(commit_cid)?
-        .ok_or_else(|| RepoError::missing(*commit_cid))?;
-    let commit = Commit::decode(&commit_bytes)?;
-    let mut car = CarWriter::new(w, &[*commit_cid])?;
-    car.write_block(commit_cid, &commit_bytes)?;
-    let tree = Mst::load(commit.data);
-    let mut io_err = None;
-    tree.walk(src, &mut |v| {
-        let r = match v {
-            Visit::Node(c, b) => car.write_block(c, b),
-            Visit::Leaf(_, c) => match src.get_block(c)? {
-                Some(b) => car.write_block(c, &b),
-                None => return Err(RepoError::missing(*c)),
-            },
+    let mut walk = ExportWalk::new(*commit_cid);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let done = walk.next_batch(src, &mut buf, 64 * 1024)?;
+        w.write_all(&buf)?;
+        if done {
+            break;
+        }
+    }
+    w.flush()?;
+    Ok(w)
+}
+
+/// A whole-repo export made a batch at a time, in the order of [`write_repo_car`], so a
+/// server can read each batch on a short-lived connection and let go of it while the client
+/// takes its time. The state is the path from the root to the current node (one decoded
+/// node per layer), never the repo.
+///
+/// Batches may come from different read transactions: blocks are content-addressed and
+/// ordinary writes never delete them, so the tree under a fixed commit stays whole. If a
+/// block does go (the repo was replaced or deleted meanwhile), the next batch fails with
+/// [`RepoError::MissingBlock`].
+pub struct ExportWalk {
+    commit_cid: Cid,
+    begun: bool,
+    path: Vec<Frame>,
+}
+
+/// A node on the walk's path and the next of its slots to visit: slot `2i` is the subtree
+/// left of entry `i` (`2n` the right-most), slot `2i + 1` the entry's record.
+struct Frame {
+    node: Node,
+    slot: usize,
+}
+
+impl ExportWalk {
+    pub fn new(commit_cid: Cid) -> ExportWalk {
+        ExportWalk {
+            commit_cid,
+            begun: false,
+            path: Vec::new(),
+        }
+    }
+
+    /// Every block has been given out.
+    pub fn is_done(&self) -> bool {
+        self.begun && self.path.is_empty()
+    }
+
+    /// Append the next blocks as CAR bytes to `out` (the header first) until this batch
+    /// holds at least `budget` bytes (or one block more than that) or the repo is done.
+    /// Returns true when the export is complete.
+    pub fn next_batch(
+        &mut self,
+        src: &dyn BlockSource,
+        out: &mut Vec<u8>,
+        budget: usize,
+    ) -> Result<bool, ExportError> {
+        let mut car = if self.begun {
+            CarWriter::resume(&mut *out)
+        } else {
+            let commit_bytes = src
+                .get_block(&self.commit_cid)?
+                .ok_or_else(|| RepoError::missing(self.commit_cid))?;
+            let commit = Commit::decode(&commit_bytes)?;
+            let mut car = CarWriter::new(&mut *out, &[self.commit_cid])?;
+            car.write_block(&self.commit_cid, &commit_bytes)?;
+            let (node, bytes) = load_node(src, commit.data, None)?;
+            car.write_block(&commit.data, &bytes)?;
+            self.path.push(Frame { node, slot: 0 });
+            self.begun = true;
+            car
         };
-        r.map_err(|e| {
-            let msg = e.to_string();
-            io_err = Some(e);
-            RepoError::Store(msg)
-        })
-    })
-    .map_err(|e| match io_err.take() {
-        Some(io) => ExportError::Io(io),
-        None => ExportError::Repo(e),
-    })?;
-    Ok(car.finish()?)
+        while car.bytes_written() < budget as u64 {
+            let Some(top) = self.path.last_mut() else {
+                break;
+            };
+            let slot = top.slot;
+            if slot > 2 * top.node.entries.len() {
+                self.path.pop();
+                continue;
+            }
+            top.slot += 1;
+            if slot % 2 == 1 {
+                let cid = top.node.entries[slot / 2].value;
+                let b = src
+                    .get_block(&cid)?
+                    .ok_or_else(|| RepoError::missing(cid))?;
+                car.write_block(&cid, &b)?;
+            } else if top.node.layer > 0
+                && let Some(child) = top.node.gap(slot / 2).cid()
+            {
+                let (node, bytes) = load_node(src, child, Some(top.node.layer - 1))?;
+                car.write_block(&child, &bytes)?;
+                self.path.push(Frame { node, slot: 0 });
+            }
+        }
+        Ok(self.path.is_empty())
+    }
+}
+
+/// A stored MST node, checked, with the bytes it is stored as (canonical, so the same bytes
+/// its encoding gives).
+fn load_node(
+    src: &dyn BlockSource,
+    cid: Cid,
+    layer: Option<u32>,
+) -> Result<(Node, Vec<u8>), RepoError> {
+    let bytes = src
+        .get_block(&cid)?
+        .ok_or_else(|| RepoError::missing(cid))?;
+    let node = Node::decode(src, cid, &bytes, layer)?;
+    Ok((node, bytes))
 }
 
 /// A repository read from a CAR and checked end to end.
@@ -297,6 +384,71 @@ mod tests {
         // First block after the header is the commit.
         let mut r = CarReader::new(car.as_slice(), CarLimits::default()).unwrap();
         assert_eq!(r.next_block().unwrap().unwrap().0, commit_cid);
+    }
+
+    /// The order of `Mst::walk` (the recursive reference): commit, each node, its left
+    /// subtree, then each record and the subtree right of it.
+    fn reference_car(store: &MemoryBlocks, commit_cid: &Cid) -> Vec<u8> {
+        let commit_bytes = store.get(commit_cid).unwrap().to_vec();
+        let commit = Commit::decode(&commit_bytes).unwrap();
+        let mut car = CarWriter::new(Vec::new(), &[*commit_cid]).unwrap();
+        car.write_block(commit_cid, &commit_bytes).unwrap();
+        Mst::load(commit.data)
+            .walk(store, &mut |v| {
+                match v {
+                    Visit::Node(c, b) => car.write_block(c, b).unwrap(),
+                    Visit::Leaf(_, c) => car.write_block(c, store.get(c).unwrap()).unwrap(),
+                }
+                Ok(())
+            })
+            .unwrap();
+        car.finish().unwrap()
+    }
+
+    #[test]
+    fn batches_of_any_size_give_the_streaming_order() {
+        for n in [0, 1, 7, 300] {
+            let (store, commit_cid, _) = sample(n);
+            let want = reference_car(&store, &commit_cid);
+            assert_eq!(
+                write_repo_car(&store, &commit_cid, Vec::new()).unwrap(),
+                want
+            );
+            for budget in [1, 100, 4096] {
+                let mut walk = ExportWalk::new(commit_cid);
+                let (mut got, mut batches) = (Vec::new(), 0);
+                loop {
+                    let mut batch = Vec::new();
+                    let done = walk.next_batch(&store, &mut batch, budget).unwrap();
+                    batches += 1;
+                    got.extend(batch);
+                    if done {
+                        break;
+                    }
+                }
+                assert_eq!(got, want, "{n} records in batches of {budget} bytes");
+                if budget == 1 {
+                    // One block a batch (the first has the header, commit and root).
+                    assert!(batches + 2 >= store.len(), "{batches} batches");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_block_gone_between_batches_is_an_error() {
+        let (mut store, commit_cid, _) = sample(50);
+        let mut walk = ExportWalk::new(commit_cid);
+        let mut out = Vec::new();
+        assert!(!walk.next_batch(&store, &mut out, 1).unwrap());
+        // The repo is replaced: nothing of it is left.
+        store = MemoryBlocks::new();
+        assert!(matches!(
+            walk.next_batch(&store, &mut out, 1 << 20),
+            Err(ExportError::Repo(RepoError::MissingBlock(_)))
+        ));
+        let mut fresh = ExportWalk::new(commit_cid);
+        assert!(fresh.next_batch(&store, &mut Vec::new(), 1).is_err());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! TID) and keys are passed in by the caller.
 
 pub mod blocks;
+pub mod build;
+pub mod cache;
 pub mod car;
 pub mod commit;
 pub mod error;

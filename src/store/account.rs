@@ -1,8 +1,47 @@
 //! The account, app passwords, refresh tokens and preferences.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::StoreError;
+use super::{Db, StoreError};
+
+/// Where the account stands. A deleted account has no row at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountStatus {
+    Active,
+    /// Moving in (until `activateAccount`) or moved away.
+    Deactivated,
+    Takendown,
+    Suspended,
+}
+
+impl AccountStatus {
+    /// The word stored, and the one the protocol uses (`#account` events, getRepoStatus).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Deactivated => "deactivated",
+            AccountStatus::Takendown => "takendown",
+            AccountStatus::Suspended => "suspended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AccountStatus> {
+        [
+            AccountStatus::Active,
+            AccountStatus::Deactivated,
+            AccountStatus::Takendown,
+            AccountStatus::Suspended,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for AccountStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
@@ -11,18 +50,28 @@ pub struct Account {
     pub email: Option<String>,
     pub email_confirmed_at: Option<String>,
     pub password_hash: String,
-    /// `active`, `deactivated`, `takendown` or `deleted`.
-    pub status: String,
+    pub status: AccountStatus,
     pub created_at: String,
 }
 
 impl Account {
     pub fn is_active(&self) -> bool {
-        self.status == "active"
+        self.status == AccountStatus::Active
     }
 }
 
-pub fn get_account(conn: &Connection) -> Result<Option<Account>, StoreError> {
+fn status_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<AccountStatus> {
+    let s: String = r.get(i)?;
+    AccountStatus::parse(&s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown account status {s:?}").into(),
+        )
+    })
+}
+
+pub fn get_account(conn: &Db) -> Result<Option<Account>, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT did, handle, email, email_confirmed_at, password_hash, status, created_at
@@ -35,14 +84,22 @@ pub fn get_account(conn: &Connection) -> Result<Option<Account>, StoreError> {
                 email: r.get(2)?,
                 email_confirmed_at: r.get(3)?,
                 password_hash: r.get(4)?,
-                status: r.get(5)?,
+                status: status_column(r, 5)?,
                 created_at: r.get(6)?,
             })
         })
         .optional()?)
 }
 
-pub fn create_account(conn: &Connection, a: &Account) -> Result<(), StoreError> {
+/// The account's status alone, for checks on every write.
+pub fn status(conn: &Db) -> Result<Option<AccountStatus>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT status FROM account WHERE id = 1")?
+        .query_row([], |r| status_column(r, 0))
+        .optional()?)
+}
+
+pub fn create_account(conn: &Db, a: &Account) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO account (id, did, handle, email, email_confirmed_at, password_hash, status, created_at)
          VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -52,25 +109,28 @@ pub fn create_account(conn: &Connection, a: &Account) -> Result<(), StoreError> 
             a.email,
             a.email_confirmed_at,
             a.password_hash,
-            a.status,
+            a.status.as_str(),
             a.created_at
         ],
     )?;
     Ok(())
 }
 
-pub fn set_password_hash(conn: &Connection, hash: &str) -> Result<(), StoreError> {
+pub fn set_password_hash(conn: &Db, hash: &str) -> Result<(), StoreError> {
     conn.execute("UPDATE account SET password_hash = ?1 WHERE id = 1", [hash])?;
     Ok(())
 }
 
-pub fn set_handle(conn: &Connection, handle: &str) -> Result<(), StoreError> {
+pub fn set_handle(conn: &Db, handle: &str) -> Result<(), StoreError> {
     conn.execute("UPDATE account SET handle = ?1 WHERE id = 1", [handle])?;
     Ok(())
 }
 
-pub fn set_status(conn: &Connection, status: &str) -> Result<(), StoreError> {
-    conn.execute("UPDATE account SET status = ?1 WHERE id = 1", [status])?;
+pub fn set_status(conn: &Db, status: AccountStatus) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE account SET status = ?1 WHERE id = 1",
+        [status.as_str()],
+    )?;
     Ok(())
 }
 
@@ -83,7 +143,7 @@ pub struct AppPassword {
 }
 
 /// Insert; false if the name is taken.
-pub fn insert_app_password(conn: &Connection, p: &AppPassword) -> Result<bool, StoreError> {
+pub fn insert_app_password(conn: &Db, p: &AppPassword) -> Result<bool, StoreError> {
     let n = conn.execute(
         "INSERT OR IGNORE INTO app_password (name, password_hash, privileged, created_at)
          VALUES (?1, ?2, ?3, ?4)",
@@ -92,7 +152,7 @@ pub fn insert_app_password(conn: &Connection, p: &AppPassword) -> Result<bool, S
     Ok(n == 1)
 }
 
-pub fn list_app_passwords(conn: &Connection) -> Result<Vec<AppPassword>, StoreError> {
+pub fn list_app_passwords(conn: &Db) -> Result<Vec<AppPassword>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT name, password_hash, privileged, created_at FROM app_password ORDER BY created_at",
     )?;
@@ -108,7 +168,7 @@ pub fn list_app_passwords(conn: &Connection) -> Result<Vec<AppPassword>, StoreEr
 }
 
 /// Delete an app password and every refresh token issued for it.
-pub fn delete_app_password(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+pub fn delete_app_password(conn: &Db, name: &str) -> Result<bool, StoreError> {
     conn.execute(
         "DELETE FROM refresh_token WHERE app_password_name = ?1",
         [name],
@@ -116,7 +176,7 @@ pub fn delete_app_password(conn: &Connection, name: &str) -> Result<bool, StoreE
     Ok(conn.execute("DELETE FROM app_password WHERE name = ?1", [name])? == 1)
 }
 
-pub fn app_password_exists(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+pub fn app_password_exists(conn: &Db, name: &str) -> Result<bool, StoreError> {
     Ok(conn
         .query_row("SELECT 1 FROM app_password WHERE name = ?1", [name], |_| {
             Ok(())
@@ -134,7 +194,7 @@ pub struct RefreshToken {
     pub rotated_at: Option<i64>,
 }
 
-pub fn insert_refresh_token(conn: &Connection, t: &RefreshToken) -> Result<(), StoreError> {
+pub fn insert_refresh_token(conn: &Db, t: &RefreshToken) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO refresh_token (jti, app_password_name, expires_at, next_jti, rotated_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -149,7 +209,7 @@ pub fn insert_refresh_token(conn: &Connection, t: &RefreshToken) -> Result<(), S
     Ok(())
 }
 
-pub fn get_refresh_token(conn: &Connection, jti: &str) -> Result<Option<RefreshToken>, StoreError> {
+pub fn get_refresh_token(conn: &Db, jti: &str) -> Result<Option<RefreshToken>, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT jti, app_password_name, expires_at, next_jti, rotated_at
@@ -168,12 +228,7 @@ pub fn get_refresh_token(conn: &Connection, jti: &str) -> Result<Option<RefreshT
 }
 
 /// Mark `jti` as rotated into `next` (it stays valid for a short grace).
-pub fn rotate_refresh_token(
-    conn: &Connection,
-    jti: &str,
-    next: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+pub fn rotate_refresh_token(conn: &Db, jti: &str, next: &str, now: i64) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE refresh_token SET next_jti = ?2, rotated_at = ?3 WHERE jti = ?1",
         params![jti, next, now],
@@ -181,21 +236,37 @@ pub fn rotate_refresh_token(
     Ok(())
 }
 
-pub fn delete_refresh_token(conn: &Connection, jti: &str) -> Result<(), StoreError> {
+pub fn delete_refresh_token(conn: &Db, jti: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM refresh_token WHERE jti = ?1", [jti])?;
     Ok(())
 }
 
-pub fn delete_expired_refresh_tokens(conn: &Connection, now: i64) -> Result<usize, StoreError> {
+/// Ends a session: `jti` and every token rotated into it or out of it, so no access token
+/// of that login (each names one of them) stays usable.
+pub fn delete_session(conn: &Db, jti: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "WITH RECURSIVE chain(j) AS (
+             SELECT ?1
+             UNION SELECT r.next_jti FROM refresh_token r JOIN chain ON r.jti = chain.j
+                   WHERE r.next_jti IS NOT NULL
+             UNION SELECT r.jti FROM refresh_token r JOIN chain ON r.next_jti = chain.j
+         )
+         DELETE FROM refresh_token WHERE jti IN (SELECT j FROM chain)",
+        [jti],
+    )?;
+    Ok(())
+}
+
+pub fn delete_expired_refresh_tokens(conn: &Db, now: i64) -> Result<usize, StoreError> {
     Ok(conn.execute("DELETE FROM refresh_token WHERE expires_at < ?1", [now])?)
 }
 
-pub fn delete_all_refresh_tokens(conn: &Connection) -> Result<(), StoreError> {
+pub fn delete_all_refresh_tokens(conn: &Db) -> Result<(), StoreError> {
     conn.execute("DELETE FROM refresh_token", [])?;
     Ok(())
 }
 
-pub fn get_preferences(conn: &Connection) -> Result<Option<String>, StoreError> {
+pub fn get_preferences(conn: &Db) -> Result<Option<String>, StoreError> {
     Ok(conn
         .query_row("SELECT value FROM preference WHERE id = 1", [], |r| {
             r.get(0)
@@ -203,7 +274,7 @@ pub fn get_preferences(conn: &Connection) -> Result<Option<String>, StoreError> 
         .optional()?)
 }
 
-pub fn put_preferences(conn: &Connection, json: &str) -> Result<(), StoreError> {
+pub fn put_preferences(conn: &Db, json: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO preference (id, value) VALUES (1, ?1)
          ON CONFLICT (id) DO UPDATE SET value = ?1",
@@ -212,7 +283,7 @@ pub fn put_preferences(conn: &Connection, json: &str) -> Result<(), StoreError> 
     Ok(())
 }
 
-pub fn insert_plc_token(conn: &Connection, token: &str, expires_at: i64) -> Result<(), StoreError> {
+pub fn insert_plc_token(conn: &Db, token: &str, expires_at: i64) -> Result<(), StoreError> {
     conn.execute(
         "DELETE FROM plc_token WHERE expires_at < ?1",
         [expires_at - 24 * 3600],
@@ -225,11 +296,7 @@ pub fn insert_plc_token(conn: &Connection, token: &str, expires_at: i64) -> Resu
 }
 
 /// Use up a token: Some(expired?) if it existed, None if unknown.
-pub fn take_plc_token(
-    conn: &Connection,
-    token: &str,
-    now: i64,
-) -> Result<Option<bool>, StoreError> {
+pub fn take_plc_token(conn: &Db, token: &str, now: i64) -> Result<Option<bool>, StoreError> {
     let exp: Option<i64> = conn
         .query_row(
             "SELECT expires_at FROM plc_token WHERE token = ?1",
@@ -243,7 +310,7 @@ pub fn take_plc_token(
 
 /// Stores a one-time code for `purpose` (expired codes of any purpose are dropped).
 pub fn insert_action_token(
-    conn: &Connection,
+    conn: &Db,
     purpose: &str,
     token: &str,
     expires_at: i64,
@@ -257,9 +324,26 @@ pub fn insert_action_token(
     Ok(())
 }
 
+/// Whether a code exists for `purpose` and has not expired (without using it up).
+pub fn action_token_valid(
+    conn: &Db,
+    purpose: &str,
+    token: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let exp: Option<i64> = conn
+        .query_row(
+            "SELECT expires_at FROM action_token WHERE purpose = ?1 AND token = ?2",
+            [purpose, token],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(exp.is_some_and(|e| e >= now))
+}
+
 /// Uses up a code: true if it existed for `purpose` and had not expired.
 pub fn take_action_token(
-    conn: &Connection,
+    conn: &Db,
     purpose: &str,
     token: &str,
     now: i64,
@@ -281,7 +365,7 @@ pub fn take_action_token(
 /// Removes the account and everything it owns (repo, records, blob rows, sessions, app
 /// passwords, preferences, codes). Firehose events stay: relays must still see the
 /// `#account` deletion. Returns the blob CIDs whose files the caller deletes afterwards.
-pub fn delete_everything(conn: &Connection) -> Result<Vec<String>, StoreError> {
+pub fn delete_everything(conn: &Db) -> Result<Vec<String>, StoreError> {
     let cids: Vec<String> = {
         let mut st = conn.prepare("SELECT cid FROM blob")?;
         st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?

@@ -3,11 +3,13 @@
 //! WAL mode with `synchronous=FULL`, so a commit is on disk when it returns.
 //! One connection writes (owned by the writer thread, see `crate::writer`);
 //! reads use a small pool of read-only connections that WAL lets run while
-//! the writer works. Queries are plain functions over a `&Connection`, so
-//! the same code serves readers and the writer's transaction.
+//! the writer works. Queries are plain functions over a [`Db`] (a connection
+//! only this module can speak SQL on), so the same code serves readers and the
+//! writer's transaction, and the SQL of perch lives here and nowhere else.
 
 pub mod account;
 pub mod blobs;
+mod db;
 pub mod repo;
 mod schema;
 pub mod snapshot;
@@ -21,6 +23,7 @@ use thiserror::Error;
 
 use crate::cid::Cid;
 use crate::repo::{BlockSource, RepoError};
+pub use db::Db;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -54,7 +57,7 @@ const MAX_IDLE_READERS: usize = 4;
 
 pub struct Store {
     path: PathBuf,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Vec<Db>>,
 }
 
 /// Set only by `perch serve --dev` with `PERCH_UNSAFE_SYNC_NORMAL=1`, for
@@ -106,6 +109,7 @@ impl Store {
     }
 
     fn open_checked(path: &Path, new_allowed: bool) -> Result<Arc<Store>, StoreError> {
+        make_private(path)?;
         let mut conn = Connection::open(path)?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -144,13 +148,13 @@ impl Store {
     }
 
     /// A new read-write connection, for the single writer.
-    pub fn open_writer(&self) -> Result<Connection, StoreError> {
+    pub fn open_writer(&self) -> Result<Db, StoreError> {
         let conn = Connection::open(&self.path)?;
         configure(&conn)?;
-        Ok(conn)
+        Ok(Db::new(conn))
     }
 
-    fn take_reader(&self) -> Result<Connection, StoreError> {
+    fn take_reader(&self) -> Result<Db, StoreError> {
         if let Some(c) = self.readers.lock().ok().and_then(|mut v| v.pop()) {
             return Ok(c);
         }
@@ -163,10 +167,10 @@ impl Store {
         // 2 MiB page cache each would dominate RSS on a small board. The OS
         // page cache still holds the hot pages.
         conn.pragma_update(None, "cache_size", -512)?;
-        Ok(conn)
+        Ok(Db::new(conn))
     }
 
-    fn give_back(&self, conn: Connection) {
+    fn give_back(&self, conn: Db) {
         if let Ok(mut v) = self.readers.lock()
             && v.len() < MAX_IDLE_READERS
         {
@@ -177,7 +181,7 @@ impl Store {
     /// Run a read on a pooled connection, on the current thread.
     pub fn read_blocking<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&Db) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let conn = self.take_reader()?;
         let r = f(&conn);
@@ -189,12 +193,52 @@ impl Store {
     pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
     {
         let store = Arc::clone(self);
         tokio::task::spawn_blocking(move || store.read_blocking(f))
             .await
             .map_err(|_| StoreError::Join)?
+    }
+}
+
+/// The database holds password hashes and sessions: it is created 0600 whatever the umask
+/// (SQLite would make it 0644), and an existing one, with its WAL and shared-memory files
+/// (which SQLite creates with the database's mode), is narrowed to 0600.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e: std::io::Error| StoreError::Corrupt(format!("{}: {e}", path.display()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        if let Ok(meta) = std::fs::metadata(&p)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+impl StoreError {
+    /// An error that means the file or the disk under it failed (see `crate::health`):
+    /// I/O, a full disk, a file that cannot be opened or written, corruption.
+    pub fn is_storage_failure(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        matches!(
+            self,
+            StoreError::Sqlite(e) if matches!(
+                e.sqlite_error_code(),
+                Some(SystemIoFailure | DiskFull | CannotOpen | ReadOnly | DatabaseCorrupt | NotADatabase)
+            )
+        )
     }
 }
 
@@ -206,7 +250,7 @@ fn is_damage(e: &rusqlite::Error) -> bool {
 }
 
 /// Repo blocks as a `BlockSource`, over any connection or transaction.
-pub struct SqlBlocks<'a>(pub &'a Connection);
+pub struct SqlBlocks<'a>(pub &'a Db);
 
 impl BlockSource for SqlBlocks<'_> {
     fn get_block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, RepoError> {

@@ -1,9 +1,9 @@
 //! Repository state: the root pointer, blocks, the records index, and the
 //! firehose event log.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::StoreError;
+use super::{Db, StoreError};
 use crate::cid::{self, Cid};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,7 +17,7 @@ fn parse_cid(s: &str) -> Result<Cid, StoreError> {
     cid::parse(s).map_err(|e| StoreError::Corrupt(format!("bad CID {s:?}: {e}")))
 }
 
-pub fn get_root(conn: &Connection) -> Result<Option<RepoRoot>, StoreError> {
+pub fn get_root(conn: &Db) -> Result<Option<RepoRoot>, StoreError> {
     let row = conn
         .prepare_cached("SELECT commit_cid, rev, data_cid FROM repo_root WHERE id = 1")?
         .query_row([], |r| {
@@ -38,7 +38,7 @@ pub fn get_root(conn: &Connection) -> Result<Option<RepoRoot>, StoreError> {
     .transpose()
 }
 
-pub fn set_root(conn: &Connection, root: &RepoRoot) -> Result<(), StoreError> {
+pub fn set_root(conn: &Db, root: &RepoRoot) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO repo_root (id, commit_cid, rev, data_cid) VALUES (1, ?1, ?2, ?3)
          ON CONFLICT (id) DO UPDATE SET commit_cid = ?1, rev = ?2, data_cid = ?3",
@@ -51,7 +51,7 @@ pub fn set_root(conn: &Connection, root: &RepoRoot) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub fn get_block(conn: &Connection, c: &Cid) -> Result<Option<Vec<u8>>, StoreError> {
+pub fn get_block(conn: &Db, c: &Cid) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(conn
         .prepare_cached("SELECT data FROM block WHERE cid = ?1")?
         .query_row([c.to_bytes()], |r| r.get(0))
@@ -61,7 +61,7 @@ pub fn get_block(conn: &Connection, c: &Cid) -> Result<Option<Vec<u8>>, StoreErr
 /// Store a block written by revision `rev`. Blocks are immutable, but a
 /// block that comes back (a record re-created, a tree node that reappears
 /// after a delete) takes the new rev, so `getRepo?since=` includes it.
-pub fn put_block(conn: &Connection, c: &Cid, rev: &str, data: &[u8]) -> Result<(), StoreError> {
+pub fn put_block(conn: &Db, c: &Cid, rev: &str, data: &[u8]) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO block (cid, rev, data) VALUES (?1, ?2, ?3)
          ON CONFLICT (cid) DO UPDATE SET rev = excluded.rev WHERE excluded.rev > block.rev",
@@ -70,35 +70,43 @@ pub fn put_block(conn: &Connection, c: &Cid, rev: &str, data: &[u8]) -> Result<(
     Ok(())
 }
 
-pub fn block_count(conn: &Connection) -> Result<i64, StoreError> {
+pub fn block_count(conn: &Db) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT count(*) FROM block", [], |r| r.get(0))?)
 }
 
-/// Receives blocks one at a time.
-pub type BlockSink<'a> = dyn FnMut(Cid, &[u8]) -> Result<(), StoreError> + 'a;
+/// Where a paged `blocks_since` walk stopped: the last block's (rev, CID bytes).
+pub type SinceCursor = (String, Vec<u8>);
 
-/// Blocks written after revision `since`, in rev order, to `f`.
-pub fn blocks_since(
-    conn: &Connection,
+/// Blocks written after revision `since`, in (rev, CID) order, from just after `after`
+/// (where an earlier page stopped), to `f` until it returns false; the cursor of the last
+/// block given, or None when there are no more. Ascending order loses nothing to writes
+/// between pages: a block's rev only ever moves up (see `put_block`), so a block not yet
+/// reached stays ahead of the cursor (one already given may come again).
+pub fn blocks_since_page(
+    conn: &Db,
     since: &str,
-    f: &mut BlockSink<'_>,
-) -> Result<(), StoreError> {
-    let mut st = conn.prepare_cached("SELECT cid, data FROM block WHERE rev > ?1 ORDER BY rev")?;
-    let mut rows = st.query([since])?;
+    after: Option<&SinceCursor>,
+    f: &mut dyn FnMut(Cid, &[u8]) -> bool,
+) -> Result<Option<SinceCursor>, StoreError> {
+    let (rev0, cid0) = after.map_or(("", &[][..]), |(r, c)| (r.as_str(), c.as_slice()));
+    let mut st = conn.prepare_cached(
+        "SELECT rev, cid, data FROM block WHERE rev > ?1 AND (rev, cid) > (?2, ?3)
+         ORDER BY rev, cid",
+    )?;
+    let mut rows = st.query(params![since, rev0, cid0])?;
     while let Some(r) = rows.next()? {
-        let raw: Vec<u8> = r.get(0)?;
+        let rev: String = r.get(0)?;
+        let raw: Vec<u8> = r.get(1)?;
         let c = cid::from_bytes(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let data: Vec<u8> = r.get(1)?;
-        f(c, &data)?;
+        let data: Vec<u8> = r.get(2)?;
+        if !f(c, &data) {
+            return Ok(Some((rev, raw)));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
-pub fn get_record(
-    conn: &Connection,
-    collection: &str,
-    rkey: &str,
-) -> Result<Option<Cid>, StoreError> {
+pub fn get_record(conn: &Db, collection: &str, rkey: &str) -> Result<Option<Cid>, StoreError> {
     let s: Option<String> = conn
         .prepare_cached("SELECT cid FROM record WHERE collection = ?1 AND rkey = ?2")?
         .query_row([collection, rkey], |r| r.get(0))
@@ -106,8 +114,48 @@ pub fn get_record(
     s.map(|s| parse_cid(&s)).transpose()
 }
 
+/// A record in the index with the rev that wrote it.
+#[derive(Clone, Debug)]
+pub struct RecordRow {
+    pub collection: String,
+    pub rkey: String,
+    pub cid: Cid,
+    pub rev: String,
+}
+
+/// Records of `collection` written after `rev`, newest first, at most `limit`.
+pub fn records_since(
+    conn: &Db,
+    collection: &str,
+    rev: &str,
+    limit: u32,
+) -> Result<Vec<RecordRow>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT rkey, cid, rev FROM record WHERE rev > ?1 AND collection = ?2
+         ORDER BY rev DESC LIMIT ?3",
+    )?;
+    let rows = st.query_map(params![rev, collection, limit], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (rkey, cid, rev) = row?;
+        out.push(RecordRow {
+            collection: collection.to_owned(),
+            rkey,
+            cid: parse_cid(&cid)?,
+            rev,
+        });
+    }
+    Ok(out)
+}
+
 pub fn put_record(
-    conn: &Connection,
+    conn: &Db,
     collection: &str,
     rkey: &str,
     c: &Cid,
@@ -121,7 +169,7 @@ pub fn put_record(
     Ok(())
 }
 
-pub fn delete_record(conn: &Connection, collection: &str, rkey: &str) -> Result<(), StoreError> {
+pub fn delete_record(conn: &Db, collection: &str, rkey: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM record WHERE collection = ?1 AND rkey = ?2")?
         .execute([collection, rkey])?;
     Ok(())
@@ -130,7 +178,7 @@ pub fn delete_record(conn: &Connection, collection: &str, rkey: &str) -> Result<
 /// Records of a collection by rkey, newest (highest) first unless
 /// `reverse`, strictly after `cursor` in that order.
 pub fn list_records(
-    conn: &Connection,
+    conn: &Db,
     collection: &str,
     cursor: Option<&str>,
     limit: u32,
@@ -162,27 +210,36 @@ pub fn list_records(
     Ok(out)
 }
 
-pub fn collections(conn: &Connection) -> Result<Vec<String>, StoreError> {
+pub fn collections(conn: &Db) -> Result<Vec<String>, StoreError> {
     let mut st =
         conn.prepare_cached("SELECT DISTINCT collection FROM record ORDER BY collection")?;
     let rows = st.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn record_count(conn: &Connection) -> Result<i64, StoreError> {
+pub fn record_count(conn: &Db) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT count(*) FROM record", [], |r| r.get(0))?)
 }
 
-/// Append a firehose event; returns its `seq`.
-pub fn append_event(
-    conn: &Connection,
+/// The seq the next event gets: above every seq ever handed out (trimmed events and
+/// `bump_seq` included). Only the writer appends, inside its transaction, so this is the
+/// seq [`insert_event`] will store.
+pub fn next_seq(conn: &Db) -> Result<i64, StoreError> {
+    Ok(highest_seq(conn)? + 1)
+}
+
+/// Stores a firehose event whose body (which carries `seq` itself) was encoded by the
+/// caller for `seq` from [`next_seq`].
+pub fn insert_event(
+    conn: &Db,
+    seq: i64,
     kind: &str,
     time: &str,
     body: &[u8],
-) -> Result<i64, StoreError> {
-    conn.prepare_cached("INSERT INTO event (kind, time, body) VALUES (?1, ?2, ?3)")?
-        .execute(params![kind, time, body])?;
-    Ok(conn.last_insert_rowid())
+) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO event (seq, kind, time, body) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![seq, kind, time, body])?;
+    Ok(())
 }
 
 #[derive(Clone, Debug)]
@@ -193,7 +250,7 @@ pub struct Event {
     pub body: Vec<u8>,
 }
 
-pub fn events_after(conn: &Connection, seq: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
+pub fn events_after(conn: &Db, seq: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT seq, kind, time, body FROM event WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
@@ -208,14 +265,14 @@ pub fn events_after(conn: &Connection, seq: i64, limit: u32) -> Result<Vec<Event
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn last_seq(conn: &Connection) -> Result<Option<i64>, StoreError> {
+pub fn last_seq(conn: &Db) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row("SELECT max(seq) FROM event", [], |r| r.get(0))?)
 }
 
 /// The highest seq ever handed out: the last event's, or the counter's when
 /// trimming or `bump_seq` moved it past the events that remain. Backups
 /// record this; a restore must never let seq fall below it.
-pub fn highest_seq(conn: &Connection) -> Result<i64, StoreError> {
+pub fn highest_seq(conn: &Db) -> Result<i64, StoreError> {
     let counter: Option<i64> = conn
         .query_row(
             "SELECT seq FROM sqlite_sequence WHERE name = 'event'",
@@ -228,7 +285,7 @@ pub fn highest_seq(conn: &Connection) -> Result<i64, StoreError> {
 
 /// The first event at or after `time` (an RFC 3339 string in the stored
 /// format), i.e. where the backfill window starts.
-pub fn first_seq_since(conn: &Connection, time: &str) -> Result<Option<i64>, StoreError> {
+pub fn first_seq_since(conn: &Db, time: &str) -> Result<Option<i64>, StoreError> {
     Ok(
         conn.query_row("SELECT min(seq) FROM event WHERE time >= ?1", [time], |r| {
             r.get(0)
@@ -239,13 +296,18 @@ pub fn first_seq_since(conn: &Connection, time: &str) -> Result<Option<i64>, Sto
 /// Drop events older than `time` (outside the backfill window). The seq
 /// counter lives in `sqlite_sequence`, so new events still count up from
 /// the highest seq ever used.
-pub fn trim_events_before(conn: &Connection, time: &str) -> Result<usize, StoreError> {
+pub fn trim_events_before(conn: &Db, time: &str) -> Result<usize, StoreError> {
     Ok(conn.execute("DELETE FROM event WHERE time < ?1", [time])?)
+}
+
+/// Drop the events before `seq` (the seq counter keeps its value).
+pub fn delete_events_before(conn: &Db, seq: i64) -> Result<usize, StoreError> {
+    Ok(conn.execute("DELETE FROM event WHERE seq < ?1", [seq])?)
 }
 
 /// Move the seq counter forward so the next event gets at least `next`
 /// (after restoring an old backup, consumers must not see reused seqs).
-pub fn bump_seq(conn: &Connection, next: i64) -> Result<(), StoreError> {
+pub fn bump_seq(conn: &Db, next: i64) -> Result<(), StoreError> {
     let last = last_seq(conn)?.unwrap_or(0);
     let counter: i64 = conn
         .query_row(
@@ -261,5 +323,12 @@ pub fn bump_seq(conn: &Connection, next: i64) -> Result<(), StoreError> {
         "INSERT INTO sqlite_sequence (name, seq) VALUES ('event', ?1)",
         [target],
     )?;
+    Ok(())
+}
+
+/// Empties the repository (blocks, the record index, blob references) for an import that
+/// replaces it; the account, blob rows and the firehose stay.
+pub fn clear_repo(conn: &Db) -> Result<(), StoreError> {
+    conn.execute_batch("DELETE FROM block; DELETE FROM record; DELETE FROM record_blob;")?;
     Ok(())
 }

@@ -6,9 +6,16 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-const MIGRATIONS: &[&str] = &[
+/// One step forward: SQL, or code for what SQL cannot express.
+enum Step {
+    Sql(&'static str),
+    Code(fn(&Connection) -> Result<(), StoreError>),
+}
+
+const MIGRATIONS: &[Step] = &[
     // 1: the initial schema.
-    r#"
+    Step::Sql(
+        r#"
     -- The one account this server hosts (id is always 1).
     CREATE TABLE account (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -83,17 +90,21 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    ),
     // 2: one-time tokens for signing PLC operations (what the reference
     // emails; perch prints them: `perch account plc-token`).
-    r#"
+    Step::Sql(
+        r#"
     CREATE TABLE plc_token (
         token TEXT PRIMARY KEY,
         expires_at INTEGER NOT NULL
     );
     "#,
+    ),
     // 3: other one-time codes, by purpose: `invite` (lets a migration tool create the
     // account here, `perch account invite`) and `delete_account`.
-    r#"
+    Step::Sql(
+        r#"
     CREATE TABLE action_token (
         purpose TEXT NOT NULL,
         token TEXT NOT NULL,
@@ -101,6 +112,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (purpose, token)
     );
     "#,
+    ),
+    // 4: event bodies carry their own `seq`, so a frame is the stored bytes behind a fixed
+    // header (no decode and re-encode per subscriber).
+    Step::Code(seq_into_event_bodies),
+    // 5: the records written after a rev (read-after-write patches proxied reads with them).
+    Step::Sql("CREATE INDEX record_rev ON record (rev);"),
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -123,11 +140,40 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             "it has tables but no perch schema version: not a perch database".into(),
         ));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        match step {
+            Step::Sql(sql) => tx.execute_batch(sql)?,
+            Step::Code(f) => f(&tx)?,
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Adds `seq` to every stored event body that lacks it.
+fn seq_into_event_bodies(conn: &Connection) -> Result<(), StoreError> {
+    let rows: Vec<(i64, Vec<u8>)> = {
+        let mut st = conn.prepare("SELECT seq, body FROM event ORDER BY seq")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (seq, body) in rows {
+        let Ok(crate::cbor::Ipld::Map(mut map)) = crate::cbor::decode(&body) else {
+            return Err(StoreError::Corrupt(format!(
+                "event {seq} is not a DAG-CBOR map"
+            )));
+        };
+        if map.contains_key("seq") {
+            continue;
+        }
+        map.insert("seq".into(), crate::cbor::Ipld::Integer(seq));
+        let body = crate::cbor::encode(&crate::cbor::Ipld::Map(map));
+        conn.execute(
+            "UPDATE event SET body = ?1 WHERE seq = ?2",
+            rusqlite::params![body, seq],
+        )?;
     }
     Ok(())
 }

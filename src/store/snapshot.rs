@@ -7,8 +7,8 @@ use std::path::Path;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
-use super::StoreError;
 use super::repo::{self, RepoRoot};
+use super::{Db, StoreError};
 
 /// How long to keep retrying while the source is locked (a checkpoint or
 /// a schema change in the server holds it only briefly).
@@ -16,7 +16,7 @@ const BUSY_RETRIES: u32 = 200;
 
 /// A read-only connection to a database that another process may be
 /// writing (the running server).
-pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+pub fn open_read_only(path: &Path) -> Result<Db, StoreError> {
     if !path.is_file() {
         return Err(StoreError::Corrupt(format!(
             "no database at {}",
@@ -28,7 +28,7 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    Ok(conn)
+    Ok(Db::new(conn))
 }
 
 /// Copy the database at `src` into a new file `dst` as one consistent
@@ -55,7 +55,7 @@ pub fn online_backup(src: &Path, dst: &Path) -> Result<SnapshotFacts, StoreError
     }
     let mut dest = Connection::open(dst)?;
     {
-        let backup = Backup::new(&source, &mut dest)?;
+        let backup = Backup::new(source.raw(), &mut dest)?;
         let mut tries = 0;
         loop {
             match backup.step(-1)? {
@@ -84,6 +84,7 @@ pub fn online_backup(src: &Path, dst: &Path) -> Result<SnapshotFacts, StoreError
             "cannot take the copy out of WAL mode (got {mode})"
         )));
     }
+    let dest = Db::new(dest);
     let check = quick_check(&dest)?;
     if check != "ok" {
         return Err(StoreError::Corrupt(format!(
@@ -91,12 +92,11 @@ pub fn online_backup(src: &Path, dst: &Path) -> Result<SnapshotFacts, StoreError
         )));
     }
     let facts = facts(&dest)?;
-    dest.close().map_err(|(_, e)| StoreError::Sqlite(e))?;
     Ok(facts)
 }
 
 /// `PRAGMA quick_check`'s first line: `ok`, or the first problem found.
-pub fn quick_check(conn: &Connection) -> Result<String, StoreError> {
+pub fn quick_check(conn: &Db) -> Result<String, StoreError> {
     Ok(conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?)
 }
 
@@ -122,7 +122,7 @@ pub struct SnapshotFacts {
 }
 
 /// Read the facts a backup manifest records from `conn`.
-pub fn facts(conn: &Connection) -> Result<SnapshotFacts, StoreError> {
+pub fn facts(conn: &Db) -> Result<SnapshotFacts, StoreError> {
     let account = super::account::get_account(conn)?;
     let mut st = conn.prepare(
         "SELECT b.cid, b.size,
@@ -139,7 +139,7 @@ pub fn facts(conn: &Connection) -> Result<SnapshotFacts, StoreError> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(SnapshotFacts {
-        schema_version: conn.pragma_query_value(None, "user_version", |r| r.get(0))?,
+        schema_version: super::schema::version(conn.raw())?,
         did: account.as_ref().map(|a| a.did.clone()),
         handle: account.map(|a| a.handle),
         root: repo::get_root(conn)?,
@@ -151,7 +151,7 @@ pub fn facts(conn: &Connection) -> Result<SnapshotFacts, StoreError> {
 
 /// Blobs that records reference and whose bytes are here (what an export
 /// carries), by CID.
-pub fn referenced_blobs(conn: &Connection) -> Result<Vec<String>, StoreError> {
+pub fn referenced_blobs(conn: &Db) -> Result<Vec<String>, StoreError> {
     let mut st = conn.prepare(
         "SELECT DISTINCT rb.blob_cid FROM record_blob rb
          JOIN blob b ON b.cid = rb.blob_cid ORDER BY rb.blob_cid",

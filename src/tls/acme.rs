@@ -18,7 +18,8 @@ use rand_core::{OsRng, RngCore};
 
 use super::challenge::{Installed, alpn_cert};
 use super::store::{AcmeStore, StoredCert};
-use super::{CertInfo, LoadedCert, TlsState, load_pem, now_secs};
+use super::{CertInfo, LoadedCert, TlsState, load_pem};
+use crate::clock::unix_secs as now_secs;
 use crate::config::Config;
 
 /// First retry after a failed attempt; doubles up to `MAX_BACKOFF`. Let's Encrypt allows

@@ -2,23 +2,16 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::Connection;
-
-use super::event::{self, CommitEvent, EventOp};
 use super::{RepoState, WriteError};
 use crate::cbor::{self, Ipld};
 use crate::cid::Cid;
-use crate::repo::car::write_car;
-use crate::repo::commit::Commit;
-use crate::repo::mst::{Mst, covering_proof};
-use crate::repo::{BlockSource, MemoryBlocks, RepoError};
-use crate::store::{SqlBlocks, blobs, repo, repo::RepoRoot};
+use crate::firehose::events::{self, CommitEvent, EventOp, Kind};
+use crate::repo::build::{Change, CommitOp, Head, build};
+use crate::repo::cache::BlockCache;
+use crate::repo::mst::Mst;
+use crate::store::{Db, SqlBlocks, blobs, repo, repo::RepoRoot};
 use crate::tid::TidClock;
 
-/// The firehose caps a commit's CAR slice at this many bytes.
-pub const MAX_COMMIT_BLOCKS_BYTES: usize = 2_000_000;
-/// Largest encoded record.
-pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Most ops in one commit.
 pub const MAX_OPS: usize = 200;
 
@@ -31,12 +24,15 @@ pub enum WriteOp {
         record: Ipld,
     },
     /// Create or replace. `swap_record`: `Some(None)` = must not exist,
-    /// `Some(Some(c))` = current CID must be `c`.
+    /// `Some(Some(c))` = current CID must be `c`. `unchanged_is_noop`: when this is the
+    /// write's only op and the record is already there as given, nothing is committed
+    /// (putRecord, as the reference; its applyWrites commits an unchanged update).
     Put {
         collection: String,
         rkey: String,
         record: Ipld,
         swap_record: Option<Option<Cid>>,
+        unchanged_is_noop: bool,
     },
     /// A no-op when the record is absent.
     Delete {
@@ -66,18 +62,29 @@ pub struct CommitOutcome {
     pub results: Vec<OpResult>,
 }
 
-/// Blocks the writer has made but not stored yet, in front of the database.
-struct Overlay<'a> {
-    mem: &'a MemoryBlocks,
-    db: SqlBlocks<'a>,
+/// A blob a record references, with the type and size the record states for it.
+struct BlobClaim {
+    cid: Cid,
+    mime_type: Option<String>,
+    size: Option<i64>,
 }
 
-impl BlockSource for Overlay<'_> {
-    fn get_block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, RepoError> {
-        match self.mem.get(cid) {
-            Some(b) => Ok(Some(b.to_vec())),
-            None => self.db.get_block(cid),
+fn blob_claims(v: &Ipld, out: &mut Vec<BlobClaim>) {
+    match v {
+        Ipld::Map(m) => {
+            if m.get("$type").and_then(Ipld::as_str) == Some("blob")
+                && let Some(c) = m.get("ref").and_then(Ipld::as_link)
+            {
+                out.push(BlobClaim {
+                    cid: *c,
+                    mime_type: m.get("mimeType").and_then(Ipld::as_str).map(str::to_owned),
+                    size: m.get("size").and_then(Ipld::as_integer),
+                });
+            }
+            m.values().for_each(|x| blob_claims(x, out));
         }
+        Ipld::List(l) => l.iter().for_each(|x| blob_claims(x, out)),
+        _ => {}
     }
 }
 
@@ -102,15 +109,25 @@ fn invalid(m: impl Into<String>) -> WriteError {
 }
 
 pub fn apply(
-    conn: &Connection,
+    conn: &Db,
     state: Option<&mut RepoState>,
     clock: &mut TidClock,
+    cache: &BlockCache,
     w: RepoWrite,
     orphaned: &mut Vec<String>,
 ) -> Result<CommitOutcome, WriteError> {
     let state = state.ok_or(WriteError::NoAccount)?;
+    // Checked here, in the transaction, so no write lands after a deactivation's `#account`.
+    if let Some(status) = crate::store::account::status(conn)?
+        && status != crate::store::account::AccountStatus::Active
+    {
+        return Err(WriteError::AccountInactive(status));
+    }
     if w.ops.len() > MAX_OPS {
         return Err(invalid(format!("too many writes: at most {MAX_OPS}")));
+    }
+    if let Some(out) = unchanged_put(conn, state, &w)? {
+        return Ok(out);
     }
     if let Some(expected) = w.swap_commit
         && expected != state.root.commit_cid
@@ -120,147 +137,56 @@ pub fn apply(
             state.root.commit_cid
         )));
     }
-    let src = SqlBlocks(conn);
-    let mut tree = Mst::load(state.root.data_cid);
-    let mut records = MemoryBlocks::new();
-    let mut ops: Vec<EventOp> = Vec::new();
-    let mut results = Vec::new();
-    // (path, new record value) for blob bookkeeping after the MST is done.
-    let mut touched: Vec<(String, String, String, Option<Ipld>)> = Vec::new();
-
-    for op in w.ops {
-        // (record to write or None to delete, must not exist yet, swap check)
-        let (collection, rkey, record, must_be_new, swap) = match op {
-            WriteOp::Create {
-                collection,
-                rkey,
-                record,
-            } => (collection, rkey, Some(record), true, None),
-            WriteOp::Put {
-                collection,
-                rkey,
-                record,
-                swap_record,
-            } => (collection, rkey, Some(record), false, swap_record),
-            WriteOp::Delete {
-                collection,
-                rkey,
-                swap_record,
-            } => (collection, rkey, None, false, swap_record.map(Some)),
-        };
-        let path = format!("{collection}/{rkey}");
-        let old = tree.get(&src, path.as_bytes())?;
-        if must_be_new && old.is_some() {
-            return Err(invalid(format!("record already exists: {path}")));
-        }
-        if let Some(expected) = swap
-            && expected != old
-        {
-            return Err(WriteError::InvalidSwap(format!(
-                "record {path} has changed"
-            )));
-        }
-        let uri = format!("at://{}/{path}", state.did);
-        match record {
-            Some(record) => {
-                let cid = put_record_block(&mut records, &record)?;
-                tree.insert(&src, path.as_bytes(), cid)?;
-                ops.push(EventOp {
-                    action: if old.is_some() { "update" } else { "create" },
-                    path: path.clone(),
-                    cid: Some(cid),
-                    prev: old,
-                });
-                results.push(OpResult {
-                    uri,
-                    cid: Some(cid),
-                });
-                touched.push((path, collection, rkey, Some(record)));
-            }
-            None => {
-                results.push(OpResult { uri, cid: None });
-                // Deleting a missing record is a no-op.
-                let Some(old) = old else { continue };
-                tree.remove(&src, path.as_bytes())?;
-                ops.push(EventOp {
-                    action: "delete",
-                    path: path.clone(),
-                    cid: None,
-                    prev: Some(old),
-                });
-                touched.push((path, collection, rkey, None));
-            }
-        }
-    }
-    if ops.is_empty() {
-        return Ok(CommitOutcome {
-            commit: None,
-            results,
-        });
-    }
-
-    let now_us = now_micros();
+    let changes: Vec<Change> = w.ops.into_iter().map(change).collect();
     // A rev must exceed the last one even if it was made by another clock
     // (account creation, an import, or a host with a faster clock).
     if let Ok(t) = crate::tid::Tid::parse(&state.root.rev) {
         clock.observe(t);
     }
+    let now_us = now_micros();
     let rev = clock.next(now_us);
-    let rev_s = rev.to_string();
-    let data = tree.root_cid();
-    let commit = Commit::sign(&state.did, data, rev, &state.key);
-    let (commit_cid, commit_bytes) = commit.to_block();
-    let nodes = tree.unstored_blocks();
+    let head = Head {
+        did: &state.did,
+        tree: Mst::load(state.root.data_cid),
+    };
+    let built = build(
+        &cache.over(SqlBlocks(conn)),
+        head,
+        false,
+        &changes,
+        rev,
+        &state.key,
+    )?;
+    let results = changes
+        .iter()
+        .zip(&built.results)
+        .map(|(c, cid)| OpResult {
+            uri: format!("at://{}/{}", state.did, c.path()),
+            cid: *cid,
+        })
+        .collect();
+    let Some(commit) = built.commit else {
+        return Ok(CommitOutcome {
+            commit: None,
+            results,
+        });
+    };
 
-    // The firehose slice: commit, new nodes, new records, and the covering
-    // proof of every touched key so consumers can invert the ops.
-    let mut slice = MemoryBlocks::new();
-    slice.insert(commit_cid, commit_bytes.clone());
-    {
-        let overlay = Overlay {
-            mem: &nodes,
-            db: SqlBlocks(conn),
-        };
-        for op in &ops {
-            slice.extend(covering_proof(&overlay, &tree, op.path.as_bytes())?);
-        }
+    // Durable state, all in the caller's transaction: blocks, the record index with its
+    // blob references, the root, the event.
+    for (c, b) in commit.blocks.iter() {
+        repo::put_block(conn, c, &commit.rev, b)?;
     }
-    for (c, b) in nodes.iter().chain(records.iter()) {
-        slice.insert(*c, b.clone());
-    }
-    // The cap is on the CAR as sent, framing included, not on the payload.
-    let blocks = write_car(&[commit_cid], slice.iter().map(|(c, b)| (c, b.as_slice())));
-    if blocks.len() > MAX_COMMIT_BLOCKS_BYTES {
-        return Err(invalid(
-            "commit too large: split the writes into smaller batches",
-        ));
-    }
-
-    // Durable state, all in the caller's transaction.
-    for (c, b) in nodes.iter().chain(records.iter()) {
-        repo::put_block(conn, c, &rev_s, b)?;
-    }
-    repo::put_block(conn, &commit_cid, &rev_s, &commit_bytes)?;
     let mut released = BTreeSet::new();
-    for (path, collection, rkey, value) in &touched {
-        released.extend(blobs::remove_record_blobs(conn, path)?);
-        match value {
-            Some(v) => {
-                let cid = tree
-                    .get(&SqlBlocks(conn), path.as_bytes())?
-                    .ok_or_else(|| invalid("record vanished"))?;
-                repo::put_record(conn, collection, rkey, &cid, &rev_s)?;
-                let mut refs = BTreeSet::new();
-                blob_refs(v, &mut refs);
-                for b in refs {
-                    let b = b.to_string();
-                    if blobs::get_blob(conn, &b)?.is_none() {
-                        return Err(WriteError::BlobNotFound(b));
-                    }
-                    blobs::add_record_blob(conn, &b, path)?;
-                }
+    for (op, value) in commit.ops.iter().zip(changed_values(&changes, &commit.ops)) {
+        let (collection, rkey) = op.path.split_once('/').unwrap_or((&op.path, ""));
+        released.extend(blobs::remove_record_blobs(conn, &op.path)?);
+        match (op.cid, value) {
+            (Some(cid), Some(v)) => {
+                repo::put_record(conn, collection, rkey, &cid, &commit.rev)?;
+                link_blobs(conn, &op.path, v)?;
             }
-            None => repo::delete_record(conn, collection, rkey)?,
+            _ => repo::delete_record(conn, collection, rkey)?,
         }
     }
     for b in released {
@@ -269,105 +195,225 @@ pub fn apply(
         }
     }
     let root = RepoRoot {
-        commit_cid,
-        rev: rev_s.clone(),
-        data_cid: data,
+        commit_cid: commit.cid,
+        rev: commit.rev.clone(),
+        data_cid: commit.data,
     };
     repo::set_root(conn, &root)?;
     let time = crate::syntax::format_datetime_millis((now_us / 1000) as i64);
-    let body = event::commit_body(CommitEvent {
+    let body = events::commit_body(CommitEvent {
         did: &state.did,
-        commit: commit_cid,
-        rev: &rev_s,
+        commit: commit.cid,
+        rev: &commit.rev,
         since: Some(&state.root.rev),
-        blocks,
-        ops,
+        blocks: commit.slice,
+        ops: commit
+            .ops
+            .into_iter()
+            .map(|o| EventOp {
+                action: o.action.as_str(),
+                path: o.path,
+                cid: o.cid,
+                prev: o.prev,
+            })
+            .collect(),
         prev_data: state.root.data_cid,
         time: &time,
     });
-    repo::append_event(conn, "commit", &time, &body)?;
+    events::append(conn, Kind::Commit, &time, body)?;
     state.root = root;
     Ok(CommitOutcome {
-        commit: Some((commit_cid, rev_s)),
+        commit: Some((commit.cid, commit.rev)),
         results,
     })
 }
 
-fn put_record_block(records: &mut MemoryBlocks, record: &Ipld) -> Result<Cid, WriteError> {
-    let (cid, bytes) = cbor::encode_with_cid(record);
-    if bytes.len() > MAX_RECORD_BYTES {
-        return Err(invalid(format!(
-            "record is {} bytes; the limit is {MAX_RECORD_BYTES}",
-            bytes.len()
-        )));
+fn change(op: WriteOp) -> Change {
+    match op {
+        WriteOp::Create {
+            collection,
+            rkey,
+            record,
+        } => Change::Create {
+            path: format!("{collection}/{rkey}"),
+            record,
+        },
+        WriteOp::Put {
+            collection,
+            rkey,
+            record,
+            swap_record,
+            unchanged_is_noop: _,
+        } => Change::Put {
+            path: format!("{collection}/{rkey}"),
+            record,
+            swap: swap_record,
+        },
+        WriteOp::Delete {
+            collection,
+            rkey,
+            swap_record,
+        } => Change::Delete {
+            path: format!("{collection}/{rkey}"),
+            swap: swap_record,
+        },
     }
-    records.insert(cid, bytes);
-    Ok(cid)
+}
+
+/// The record each op left, from the change that made it: ops are the changes that changed
+/// something, in order, so the walk pairs them by path.
+fn changed_values<'a>(changes: &'a [Change], ops: &'a [CommitOp]) -> Vec<Option<&'a Ipld>> {
+    let mut rest = changes.iter();
+    ops.iter()
+        .map(|op| {
+            rest.by_ref()
+                .find(|c| c.path() == op.path)
+                .and_then(Change::record)
+        })
+        .collect()
+}
+
+/// Holds every blob a record references to the stored blob: what the record says about
+/// it must be true of the stored one (the schema's `accept` and `maxSize` were checked
+/// against the claim), then links it to the record.
+fn link_blobs(conn: &Db, path: &str, record: &Ipld) -> Result<(), WriteError> {
+    let mut claims = vec![];
+    blob_claims(record, &mut claims);
+    let mut linked = BTreeSet::new();
+    for claim in claims {
+        let b = claim.cid.to_string();
+        let Some(stored) = blobs::get_blob(conn, &b)? else {
+            return Err(WriteError::BlobNotFound(b));
+        };
+        let claimed_mime = claim.mime_type.unwrap_or_default();
+        if claimed_mime != stored.mime_type {
+            return Err(WriteError::InvalidMimeType(format!(
+                "Referenced Mimetype does not match stored blob. Expected: {}, \
+                 Got: {claimed_mime}",
+                stored.mime_type
+            )));
+        }
+        if claim.size != Some(stored.size) {
+            return Err(WriteError::InvalidSize(format!(
+                "Referenced Size does not match stored blob. Expected: {}, Got: {}",
+                stored.size,
+                claim.size.map_or("none".into(), |s| s.to_string())
+            )));
+        }
+        if linked.insert(b.clone()) {
+            blobs::add_record_blob(conn, &b, path)?;
+        }
+    }
+    Ok(())
+}
+
+/// A putRecord of the record already stored changes nothing: no commit, no event, and the
+/// swaps are not consulted (the reference answers with the record as it is).
+fn unchanged_put(
+    conn: &Db,
+    state: &RepoState,
+    w: &RepoWrite,
+) -> Result<Option<CommitOutcome>, WriteError> {
+    let [
+        WriteOp::Put {
+            collection,
+            rkey,
+            record,
+            unchanged_is_noop: true,
+            ..
+        },
+    ] = w.ops.as_slice()
+    else {
+        return Ok(None);
+    };
+    let Some(current) = repo::get_record(conn, collection, rkey)? else {
+        return Ok(None);
+    };
+    let (cid, _) = cbor::encode_with_cid(record);
+    if cid != current {
+        return Ok(None);
+    }
+    Ok(Some(CommitOutcome {
+        commit: None,
+        results: vec![OpResult {
+            uri: format!("at://{}/{collection}/{rkey}", state.did),
+            cid: Some(cid),
+        }],
+    }))
 }
 
 fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
+    crate::clock::unix_micros()
+}
+
+/// An empty repo for `did`: the empty MST and a first commit signed by `key`, stored as the
+/// root; returns the writer's view and the commit's CAR slice. Announces nothing: the caller
+/// decides which events (none for an account that arrives deactivated, as the reference).
+pub fn empty_repo(
+    conn: &Db,
+    did: &str,
+    key: std::sync::Arc<crate::crypto::Keypair>,
+    clock: &mut TidClock,
+) -> Result<(RepoState, Vec<u8>), WriteError> {
+    let rev = clock.next(now_micros());
+    let head = Head {
+        did,
+        tree: Mst::new(),
+    };
+    let empty = crate::repo::MemoryBlocks::new();
+    let commit = build(&empty, head, true, &[], rev, &key)?
+        .commit
+        .ok_or_else(|| invalid("a new repo always gets a first commit"))?;
+    for (c, b) in commit.blocks.iter() {
+        repo::put_block(conn, c, &commit.rev, b)?;
+    }
+    let root = RepoRoot {
+        commit_cid: commit.cid,
+        rev: commit.rev,
+        data_cid: commit.data,
+    };
+    repo::set_root(conn, &root)?;
+    let state = RepoState {
+        did: did.to_owned(),
+        key,
+        root,
+    };
+    Ok((state, commit.slice))
 }
 
 /// Create the account's repo: an empty MST and a first signed commit, plus
 /// the `#identity`, `#account` and `#commit` events a new repo announces.
 pub fn create_repo(
-    conn: &Connection,
+    conn: &Db,
     did: &str,
     handle: &str,
     key: std::sync::Arc<crate::crypto::Keypair>,
     clock: &mut TidClock,
 ) -> Result<RepoState, WriteError> {
-    let tree = Mst::new();
-    let now_us = now_micros();
-    let rev = clock.next(now_us);
-    let rev_s = rev.to_string();
-    let data = tree.root_cid();
-    let commit = Commit::sign(did, data, rev, &key);
-    let (commit_cid, commit_bytes) = commit.to_block();
-    let mut slice = MemoryBlocks::new();
-    for (c, b) in tree.unstored_blocks().iter() {
-        repo::put_block(conn, c, &rev_s, b)?;
-        slice.insert(*c, b.clone());
-    }
-    repo::put_block(conn, &commit_cid, &rev_s, &commit_bytes)?;
-    slice.insert(commit_cid, commit_bytes);
-    let root = RepoRoot {
-        commit_cid,
-        rev: rev_s.clone(),
-        data_cid: data,
-    };
-    repo::set_root(conn, &root)?;
-    let time = crate::syntax::format_datetime_millis((now_us / 1000) as i64);
-    repo::append_event(
+    let (state, blocks) = empty_repo(conn, did, key, clock)?;
+    let time = crate::syntax::format_datetime_millis((now_micros() / 1000) as i64);
+    events::append(
         conn,
-        "identity",
+        Kind::Identity,
         &time,
-        &event::identity_body(did, Some(handle), &time),
+        events::identity_body(did, Some(handle), &time),
     )?;
-    repo::append_event(
+    events::append(
         conn,
-        "account",
+        Kind::Account,
         &time,
-        &event::account_body(did, true, None, &time),
+        events::account_body(did, true, None, &time),
     )?;
-    let blocks = write_car(&[commit_cid], slice.iter().map(|(c, b)| (c, b.as_slice())));
-    let body = event::commit_body(CommitEvent {
+    let body = events::commit_body(CommitEvent {
         did,
-        commit: commit_cid,
-        rev: &rev_s,
+        commit: state.root.commit_cid,
+        rev: &state.root.rev,
         since: None,
         blocks,
         ops: Vec::new(),
-        prev_data: data,
+        prev_data: state.root.data_cid,
         time: &time,
     });
-    repo::append_event(conn, "commit", &time, &body)?;
-    Ok(RepoState {
-        did: did.to_owned(),
-        key,
-        root,
-    })
+    events::append(conn, Kind::Commit, &time, body)?;
+    Ok(state)
 }

@@ -5,24 +5,21 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use rusqlite::Connection;
-
 use super::apply::blob_refs;
-use super::{RepoState, Writer, event};
+use super::{RepoState, Writer};
 use crate::cbor;
 use crate::crypto::Keypair;
+use crate::firehose::events::{self, Kind};
 use crate::repo::MemoryBlocks;
 use crate::repo::car::write_car;
 use crate::repo::commit::Commit;
 use crate::repo::export::LoadedRepo;
 use crate::repo::mst::{Mst, Visit};
-use crate::store::{StoreError, account, blobs, repo, repo::RepoRoot};
+use crate::store::{Db, StoreError, account, blobs, repo, repo::RepoRoot};
 use crate::tid::{Tid, TidClock};
 
 fn now_time() -> (u64, String) {
-    let us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
+    let us = crate::clock::unix_micros();
     (
         us,
         crate::syntax::format_datetime_millis((us / 1000) as i64),
@@ -31,6 +28,18 @@ fn now_time() -> (u64, String) {
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
+}
+
+fn empty_repo_now(
+    conn: &Db,
+    did: &str,
+    key: Arc<Keypair>,
+) -> Result<(RepoState, Vec<u8>), StoreError> {
+    let mut clock = TidClock::new((std::process::id() & 0x3ff) as u16);
+    super::apply::empty_repo(conn, did, key, &mut clock).map_err(|e| match e {
+        super::WriteError::Store(s) => s,
+        other => corrupt(other),
+    })
 }
 
 /// What an import stored.
@@ -42,10 +51,10 @@ pub struct Imported {
     pub rev: String,
 }
 
-fn import(conn: &Connection, loaded: &LoadedRepo) -> Result<(RepoRoot, Imported), StoreError> {
+fn import(conn: &Db, loaded: &LoadedRepo) -> Result<(RepoRoot, Imported), StoreError> {
     let rev = loaded.commit.rev.to_string();
     // The imported repo replaces whatever an earlier (partial) import left.
-    conn.execute_batch("DELETE FROM block; DELETE FROM record; DELETE FROM record_blob;")?;
+    repo::clear_repo(conn)?;
     for (c, b) in loaded.blocks.iter() {
         repo::put_block(conn, c, &rev, b)?;
     }
@@ -106,7 +115,7 @@ fn import(conn: &Connection, loaded: &LoadedRepo) -> Result<(RepoRoot, Imported)
 /// A fresh commit over `root`'s data, with a rev above `root`'s and above
 /// `floor_rev` (and the clock), and the CAR slice a `#sync` event carries.
 fn resign(
-    conn: &Connection,
+    conn: &Db,
     did: &str,
     root: &RepoRoot,
     key: &Keypair,
@@ -143,7 +152,7 @@ fn resign(
 /// the backup never saw) and take this state. Does nothing without an active account.
 /// Returns the new root, for the writer's view.
 pub fn announce_restored(
-    conn: &Connection,
+    conn: &Db,
     key: &Keypair,
     floor_rev: Option<&str>,
 ) -> Result<Option<RepoRoot>, StoreError> {
@@ -155,22 +164,65 @@ pub fn announce_restored(
     };
     let (new_root, car) = resign(conn, &acct.did, &root, key, floor_rev)?;
     let (_, time) = now_time();
-    repo::append_event(
+    events::append(
         conn,
-        "identity",
+        Kind::Identity,
         &time,
-        &event::identity_body(&acct.did, Some(&acct.handle), &time),
+        events::identity_body(&acct.did, Some(&acct.handle), &time),
     )?;
-    repo::append_event(
+    events::append(
         conn,
-        "sync",
+        Kind::Sync,
         &time,
-        &event::sync_body(&acct.did, car, &new_root.rev, &time),
+        events::sync_body(&acct.did, car, &new_root.rev, &time),
     )?;
     Ok(Some(new_root))
 }
 
 impl Writer {
+    /// The account of a move in, deactivated, with an empty repo (an empty MST and a first
+    /// commit under `key`, as the reference makes at createAccount), if `invite` is a valid
+    /// invite code; in one transaction, announcing nothing until activation. Returns false when
+    /// the code is not valid.
+    pub async fn create_moving_account(
+        &self,
+        row: account::Account,
+        key: Arc<Keypair>,
+        invite: String,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.exec(move |conn, state| {
+            if account::get_account(conn)?.is_some() {
+                return Err(StoreError::Conflict(
+                    "this server already holds an account".into(),
+                ));
+            }
+            if !account::take_action_token(conn, "invite", &invite, now)? {
+                return Ok(false);
+            }
+            account::create_account(conn, &row)?;
+            let (repo, _) = empty_repo_now(conn, &row.did, key)?;
+            *state = Some(repo);
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Gives a moving account that has no repo yet (made by an older perch) the empty repo
+    /// `create_moving_account` makes now; does nothing once there is one.
+    pub async fn ensure_repo(&self, did: String, key: Arc<Keypair>) -> Result<(), StoreError> {
+        self.exec(move |conn, state| {
+            let exists = account::get_account(conn)?.is_some_and(|a| a.did == did);
+            if !exists || repo::get_root(conn)?.is_some() {
+                return Ok(());
+            }
+            let (repo, _) = empty_repo_now(conn, &did, key)?;
+            *state = Some(repo);
+            Ok(())
+        })
+        .await
+    }
+
     /// Replaces the repo with `loaded` (already verified), for an account that is not active.
     pub async fn import_repo(
         &self,
@@ -178,7 +230,6 @@ impl Writer {
         key: Arc<Keypair>,
         loaded: LoadedRepo,
     ) -> Result<Imported, StoreError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
         self.exec(move |conn, state| {
             let acct = account::get_account(conn)?
                 .filter(|a| a.did == did)
@@ -192,11 +243,9 @@ impl Writer {
             }
             let (root, imported) = import(conn, &loaded)?;
             *state = Some(RepoState { did, key, root });
-            let _ = tx.send(imported);
-            Ok(())
+            Ok(imported)
         })
-        .await?;
-        rx.await.map_err(|_| StoreError::Join)
+        .await
     }
 
     /// Activates the account: a fresh commit signed by `key`, status active, and the
@@ -213,25 +262,25 @@ impl Writer {
             repo::get_block(conn, &root.data_cid)?
                 .ok_or_else(|| StoreError::Conflict("the repo's MST root is missing".into()))?;
             let (new_root, car) = resign(conn, &did, &root, &key, None)?;
-            account::set_status(conn, "active")?;
+            account::set_status(conn, account::AccountStatus::Active)?;
             let (_, time) = now_time();
-            repo::append_event(
+            events::append(
                 conn,
-                "account",
+                Kind::Account,
                 &time,
-                &event::account_body(&did, true, None, &time),
+                events::account_body(&did, true, None, &time),
             )?;
-            repo::append_event(
+            events::append(
                 conn,
-                "identity",
+                Kind::Identity,
                 &time,
-                &event::identity_body(&did, Some(&acct.handle), &time),
+                events::identity_body(&did, Some(&acct.handle), &time),
             )?;
-            repo::append_event(
+            events::append(
                 conn,
-                "sync",
+                Kind::Sync,
                 &time,
-                &event::sync_body(&did, car, &new_root.rev, &time),
+                events::sync_body(&did, car, &new_root.rev, &time),
             )?;
             *state = Some(RepoState {
                 did,
@@ -243,8 +292,8 @@ impl Writer {
         .await
     }
 
-    /// With a valid `delete_account` code: removes the account and all it owns and emits
-    /// `#account {active: false, status: deleted}`. Returns the blob CIDs whose files go, or
+    /// With a valid `delete_account` code: removes the account and all it owns, emits
+    /// `#account {active: false, status: deleted}` and drops every earlier firehose event. Returns the blob CIDs whose files go, or
     /// None when the code is not valid.
     pub async fn delete_account(
         &self,
@@ -252,38 +301,38 @@ impl Writer {
         token: String,
         now: i64,
     ) -> Result<Option<Vec<String>>, StoreError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
         self.exec(move |conn, state| {
             if !account::take_action_token(conn, "delete_account", &token, now)? {
-                let _ = tx.send(None);
-                return Ok(());
+                return Ok(None);
             }
             let cids = account::delete_everything(conn)?;
             let (_, time) = now_time();
-            repo::append_event(
+            let seq = events::append(
                 conn,
-                "account",
+                Kind::Account,
                 &time,
-                &event::account_body(&did, false, Some("deleted"), &time),
+                events::account_body(&did, false, Some("deleted"), &time),
             )?;
+            // Nothing of the account stays replayable (as the reference); every earlier event
+            // was about it, since this server holds one account. The seq counter is not
+            // lowered by this (AUTOINCREMENT).
+            repo::delete_events_before(conn, seq)?;
             *state = None;
-            let _ = tx.send(Some(cids));
-            Ok(())
+            Ok(Some(cids))
         })
-        .await?;
-        rx.await.map_err(|_| StoreError::Join)
+        .await
     }
 
     /// Deactivates the account and says so on the firehose.
     pub async fn deactivate(&self, did: String) -> Result<(), StoreError> {
         self.exec(move |conn, _| {
-            account::set_status(conn, "deactivated")?;
+            account::set_status(conn, account::AccountStatus::Deactivated)?;
             let (_, time) = now_time();
-            repo::append_event(
+            events::append(
                 conn,
-                "account",
+                Kind::Account,
                 &time,
-                &event::account_body(&did, false, Some("deactivated"), &time),
+                events::account_body(&did, false, Some("deactivated"), &time),
             )?;
             Ok(())
         })

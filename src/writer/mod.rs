@@ -13,18 +13,17 @@
 //! and pays one fsync for the lot.
 
 mod apply;
-mod event;
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use apply::{CommitOutcome, MAX_OPS, OpResult, RepoWrite, WriteOp};
 
 use crate::crypto::Keypair;
-use crate::health::{self, StorageHealth};
-use crate::store::{Store, StoreError, repo::RepoRoot};
+use crate::firehose::events::{self, Kind};
+use crate::health::StorageHealth;
+use crate::store::{Db, Store, StoreError, repo::RepoRoot};
 use crate::tid::Tid;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +34,17 @@ pub enum WriteError {
     InvalidSwap(String),
     #[error("could not find blob: {0}")]
     BlobNotFound(String),
+    /// A record states another type for a blob than the stored one.
+    #[error("{0}")]
+    InvalidMimeType(String),
+    /// A record states another size for a blob than the stored one.
+    #[error("{0}")]
+    InvalidSize(String),
     #[error("no account on this server")]
     NoAccount,
+    /// The account is not active (its status): its repo takes no writes.
+    #[error("the account is {0}")]
+    AccountInactive(crate::store::account::AccountStatus),
     #[error("storage: {0}")]
     Store(#[from] StoreError),
     #[error("repository: {0}")]
@@ -45,6 +53,24 @@ pub enum WriteError {
     Stopped,
 }
 
+impl From<crate::repo::build::BuildError> for WriteError {
+    fn from(e: crate::repo::build::BuildError) -> Self {
+        use crate::repo::build::BuildError as E;
+        match e {
+            E::Swapped(_) => WriteError::InvalidSwap(e.to_string()),
+            E::Repo(r) => WriteError::Repo(r),
+            E::Exists(_) | E::RecordTooLarge(_) | E::SliceTooLarge => {
+                WriteError::InvalidRequest(e.to_string())
+            }
+        }
+    }
+}
+
+/// MST nodes the writer keeps between writes (bytes). Small: a write reads one path of
+/// nodes (a few KiB), and each write replaces that path, so a larger cache fills with
+/// versions nobody reads again (8 MiB here cost ~15 MiB of RSS in `scripts/bench.sh`).
+const BLOCK_CACHE_BYTES: usize = 1024 * 1024;
+
 /// What the writer knows about the repo between jobs.
 pub struct RepoState {
     pub did: String,
@@ -52,7 +78,7 @@ pub struct RepoState {
     pub root: RepoRoot,
 }
 
-type Exec = Box<dyn FnOnce(&Connection, &mut Option<RepoState>) -> Result<(), StoreError> + Send>;
+type Exec = Box<dyn FnOnce(&Db, &mut Option<RepoState>) -> Result<(), StoreError> + Send>;
 
 enum Job {
     Write(
@@ -137,17 +163,26 @@ impl Writer {
         self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Run `f` on the writer's connection inside a transaction.
-    pub async fn exec<F>(&self, f: F) -> Result<(), StoreError>
+    /// Run `f` on the writer's connection inside a transaction; its value once the
+    /// transaction has committed.
+    pub async fn exec<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&Connection, &mut Option<RepoState>) -> Result<(), StoreError> + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Db, &mut Option<RepoState>) -> Result<T, StoreError> + Send + 'static,
     {
+        let (value_tx, value_rx) = oneshot::channel();
+        let job: Exec = Box::new(move |conn, state| {
+            let value = f(conn, state)?;
+            let _ = value_tx.send(value);
+            Ok(())
+        });
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Job::Exec(Box::new(f), tx))
+            .send(Job::Exec(job, tx))
             .await
             .map_err(|_| StoreError::Join)?;
-        rx.await.map_err(|_| StoreError::Join)?
+        rx.await.map_err(|_| StoreError::Join)??;
+        value_rx.await.map_err(|_| StoreError::Join)
     }
 }
 
@@ -163,7 +198,7 @@ enum Reply {
 }
 
 fn run(
-    mut conn: Connection,
+    conn: Db,
     mut state: Option<RepoState>,
     mut rx: mpsc::Receiver<Job>,
     on_orphaned_blobs: &dyn Fn(Vec<String>),
@@ -171,6 +206,7 @@ fn run(
     health: &StorageHealth,
 ) {
     let mut clock = crate::tid::TidClock::new(clock_id());
+    let cache = crate::repo::cache::BlockCache::new(BLOCK_CACHE_BYTES);
     if let Some(s) = &state
         && let Ok(t) = Tid::parse(&s.root.rev)
     {
@@ -190,7 +226,7 @@ fn run(
             }
             continue;
         }
-        let orphaned = run_group(&mut conn, &mut state, &mut clock, jobs, health);
+        let orphaned = run_group(&conn, &mut state, &mut clock, &cache, jobs, health);
         // An imported repo may carry a rev from a clock ahead of ours.
         if let Some(s) = &state
             && let Ok(t) = Tid::parse(&s.root.rev)
@@ -216,8 +252,8 @@ fn clock_id() -> u16 {
 }
 
 /// A storage error that the writer must not retry: recorded in `health`.
-fn storage_failed(health: &StorageHealth, e: &rusqlite::Error) -> bool {
-    if health::sqlite_failure(e) {
+fn storage_failed(health: &StorageHealth, e: &StoreError) -> bool {
+    if e.is_storage_failure() {
         health.fail(format!("database write failed: {e}"));
         return true;
     }
@@ -225,19 +261,20 @@ fn storage_failed(health: &StorageHealth, e: &rusqlite::Error) -> bool {
 }
 
 fn job_storage_failed(health: &StorageHealth, r: &Result<impl Sized, WriteError>) -> bool {
-    matches!(r, Err(WriteError::Store(StoreError::Sqlite(e))) if storage_failed(health, e))
+    matches!(r, Err(WriteError::Store(e)) if storage_failed(health, e))
 }
 
 fn run_group(
-    conn: &mut Connection,
+    conn: &Db,
     state: &mut Option<RepoState>,
     clock: &mut crate::tid::TidClock,
+    cache: &crate::repo::cache::BlockCache,
     jobs: Vec<Job>,
     health: &StorageHealth,
 ) -> Vec<String> {
     let saved_root = state.as_ref().map(|s| s.root.clone());
-    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
+    match conn.begin_write() {
+        Ok(()) => {}
         Err(e) => {
             storage_failed(health, &e);
             let err = unhealthy_or(health, || StoreError::Corrupt(e.to_string()));
@@ -246,7 +283,7 @@ fn run_group(
             }
             return Vec::new();
         }
-    };
+    }
     let mut replies = Vec::with_capacity(jobs.len());
     let mut deleted_blobs = Vec::new();
     for job in jobs {
@@ -257,14 +294,14 @@ fn run_group(
         }
         match job {
             Job::Write(w, reply) => {
-                let r = savepoint(&tx, |sp| {
-                    apply::apply(sp, state.as_mut(), clock, w, &mut deleted_blobs)
+                let r = conn.savepoint(|sp| {
+                    apply::apply(sp, state.as_mut(), clock, cache, w, &mut deleted_blobs)
                 });
                 job_storage_failed(health, &r);
                 replies.push(Reply::Write(reply, r));
             }
             Job::Exec(f, reply) => {
-                let r = savepoint(&tx, |sp| f(sp, state).map_err(WriteError::from));
+                let r = conn.savepoint(|sp| f(sp, state).map_err(WriteError::from));
                 job_storage_failed(health, &r);
                 let r = r.map_err(|e| match e {
                     WriteError::Store(s) => s,
@@ -278,12 +315,13 @@ fn run_group(
         // Roll back: SQLite may already have, and what the failed write
         // left behind must not be committed with the rest.
         Some(why) => Err(StoreError::Unhealthy(why.to_owned())),
-        None => tx.commit().map_err(|e| {
+        None => conn.commit().map_err(|e| {
             storage_failed(health, &e);
             unhealthy_or(health, || StoreError::Corrupt(e.to_string()))
         }),
     };
     if let Err(err) = committed {
+        conn.rollback();
         // Nothing was acknowledged; restore the in-memory view.
         if let (Some(s), Some(root)) = (state.as_mut(), saved_root) {
             s.root = root;
@@ -340,27 +378,6 @@ fn refuse(job: Job, err: StoreError) {
     }
 }
 
-/// Run `f` in a savepoint: its changes stay if it succeeds and are rolled
-/// back alone if it fails.
-fn savepoint<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, WriteError>,
-) -> Result<T, WriteError> {
-    conn.execute_batch("SAVEPOINT job")
-        .map_err(StoreError::from)?;
-    match f(conn) {
-        Ok(v) => {
-            conn.execute_batch("RELEASE job")
-                .map_err(StoreError::from)?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-            Err(e)
-        }
-    }
-}
-
 impl Writer {
     /// Create the repo for a new account (empty MST, first commit, events).
     pub async fn create_repo(
@@ -389,12 +406,19 @@ impl Writer {
     pub async fn set_handle(&self, did: String, handle: String) -> Result<(), StoreError> {
         self.exec(move |c, _| {
             crate::store::account::set_handle(c, &handle)?;
-            let time = crate::syntax::format_datetime_millis(crate::api::repo::unix_now() * 1000);
-            let body = event::identity_body(&did, Some(&handle), &time);
-            crate::store::repo::append_event(c, "identity", &time, &body)?;
+            let time = crate::syntax::format_datetime_millis(crate::clock::unix_secs() * 1000);
+            let body = events::identity_body(&did, Some(&handle), &time);
+            events::append(c, Kind::Identity, &time, body)?;
             Ok(())
         })
         .await
+    }
+
+    /// Drops events stored before `time` (an RFC 3339 string in the stored format); the
+    /// seq counter keeps counting up.
+    pub async fn trim_events_before(&self, time: String) -> Result<usize, StoreError> {
+        self.exec(move |db, _| crate::store::repo::trim_events_before(db, &time))
+            .await
     }
 }
 

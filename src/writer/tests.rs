@@ -183,6 +183,7 @@ async fn swaps_and_missing_deletes() {
                     rkey: "x".into(),
                     record: post("changed"),
                     swap_record: Some(None),
+                    unchanged_is_noop: true,
                 }],
                 swap_commit: None
             })
@@ -265,6 +266,7 @@ async fn cached_tree_never_skips_writing_a_block() {
                 rkey: k.clone(),
                 record: post(&format!("v{i}")),
                 swap_record: None,
+                unchanged_is_noop: true,
             },
         };
         let deleting = matches!(op, WriteOp::Delete { .. });
@@ -309,4 +311,240 @@ async fn head_seq_after_a_bump_is_the_counter() {
     // A relay that saw seqs up to 999 from the old server is not "in the
     // future" of a restored one.
     assert_eq!(*writer.seq_watch().borrow(), 999);
+}
+
+fn put(rkey: &str, text: &str, unchanged_is_noop: bool) -> WriteOp {
+    WriteOp::Put {
+        collection: "app.bsky.feed.post".into(),
+        rkey: rkey.into(),
+        record: post(text),
+        swap_record: None,
+        unchanged_is_noop,
+    }
+}
+
+async fn one(writer: &Writer, op: WriteOp) -> Result<CommitOutcome, WriteError> {
+    writer
+        .write(RepoWrite {
+            ops: vec![op],
+            swap_commit: None,
+        })
+        .await
+}
+
+#[tokio::test]
+async fn an_unchanged_put_record_commits_nothing() {
+    let (_dir, store, writer, _key) = setup().await;
+    let first = one(&writer, put("p", "same", true)).await.unwrap();
+    let (head, _) = first.commit.unwrap();
+    let seq = store.read(repo::last_seq).await.unwrap();
+    // The same record again: no commit, no event, the record's URI and CID; the swaps are
+    // not consulted, as the reference's putRecord.
+    let again = writer
+        .write(RepoWrite {
+            ops: vec![WriteOp::Put {
+                collection: "app.bsky.feed.post".into(),
+                rkey: "p".into(),
+                record: post("same"),
+                swap_record: Some(None),
+                unchanged_is_noop: true,
+            }],
+            swap_commit: Some(crate::cid::for_cbor(b"\xa0")),
+        })
+        .await
+        .unwrap();
+    assert!(again.commit.is_none());
+    assert_eq!(again.results[0].cid, first.results[0].cid);
+    assert_eq!(again.results[0].uri, first.results[0].uri);
+    assert_eq!(store.read(repo::last_seq).await.unwrap(), seq);
+    assert_eq!(
+        store
+            .read(repo::get_root)
+            .await
+            .unwrap()
+            .unwrap()
+            .commit_cid,
+        head
+    );
+    // applyWrites' update commits even an unchanged record (so does the reference's).
+    let update = one(&writer, put("p", "same", false)).await.unwrap();
+    assert!(update.commit.is_some());
+    // A changed record is a commit.
+    let changed = one(&writer, put("p", "other", true)).await.unwrap();
+    assert!(changed.commit.is_some());
+}
+
+#[tokio::test]
+async fn an_account_that_is_not_active_takes_no_writes() {
+    let (_dir, store, writer, _key) = setup().await;
+    writer
+        .exec(|c, _| {
+            crate::store::account::create_account(
+                c,
+                &crate::store::account::Account {
+                    did: DID.into(),
+                    handle: "alice.test".into(),
+                    email: None,
+                    email_confirmed_at: None,
+                    password_hash: "x".into(),
+                    status: crate::store::account::AccountStatus::Active,
+                    created_at: "2026-01-01T00:00:00.000Z".into(),
+                },
+            )
+        })
+        .await
+        .unwrap();
+    one(&writer, create("a", "while active")).await.unwrap();
+    let seq = store.read(repo::last_seq).await.unwrap();
+    use crate::store::account::AccountStatus;
+    for status in [
+        AccountStatus::Deactivated,
+        AccountStatus::Takendown,
+        AccountStatus::Suspended,
+    ] {
+        writer
+            .exec(move |c, _| crate::store::account::set_status(c, status))
+            .await
+            .unwrap();
+        for op in [
+            create("b", "refused"),
+            put("a", "refused", true),
+            WriteOp::Delete {
+                collection: "app.bsky.feed.post".into(),
+                rkey: "a".into(),
+                swap_record: None,
+            },
+        ] {
+            match one(&writer, op).await {
+                Err(WriteError::AccountInactive(s)) => assert_eq!(s, status),
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(store.read(repo::last_seq).await.unwrap(), seq);
+    assert_eq!(store.read(repo::record_count).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn deleting_the_account_leaves_only_the_deletion_on_the_firehose() {
+    let (_dir, store, writer, _key) = setup().await;
+    writer
+        .exec(|c, _| {
+            crate::store::account::create_account(
+                c,
+                &crate::store::account::Account {
+                    did: DID.into(),
+                    handle: "alice.test".into(),
+                    email: None,
+                    email_confirmed_at: None,
+                    password_hash: "x".into(),
+                    status: crate::store::account::AccountStatus::Active,
+                    created_at: "2026-01-01T00:00:00.000Z".into(),
+                },
+            )?;
+            crate::store::account::insert_action_token(c, "delete_account", "AAAAA-BBBBB", 2000, 1)
+        })
+        .await
+        .unwrap();
+    for i in 0..5 {
+        one(&writer, create(&format!("r{i}"), "soon gone"))
+            .await
+            .unwrap();
+    }
+    let before = store.read(repo::highest_seq).await.unwrap();
+    let gone = writer
+        .delete_account(DID.into(), "AAAAA-BBBBB".into(), 1000)
+        .await
+        .unwrap();
+    assert!(gone.is_some());
+    let events = store.read(|c| repo::events_after(c, 0, 100)).await.unwrap();
+    assert_eq!(events.len(), 1, "only the deletion stays");
+    assert_eq!(events[0].kind, "account");
+    assert!(events[0].seq > before, "seq keeps increasing");
+    let body = cbor::decode(&events[0].body).unwrap();
+    assert_eq!(body.get("status").and_then(Ipld::as_str), Some("deleted"));
+    assert_eq!(store.read(repo::highest_seq).await.unwrap(), events[0].seq);
+}
+
+#[tokio::test]
+async fn a_moving_account_without_a_repo_gets_the_empty_one_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("perch.sqlite")).unwrap();
+    let writer = Writer::spawn(&store, None, |_| {}).unwrap();
+    let key = Arc::new(Keypair::from_secret_bytes(KeyType::K256, &[1u8; 32]).unwrap());
+    // What an older perch's createAccount left: the account, deactivated, and no repo.
+    writer
+        .exec(|c, _| {
+            crate::store::account::create_account(
+                c,
+                &crate::store::account::Account {
+                    did: DID.into(),
+                    handle: "alice.test".into(),
+                    email: None,
+                    email_confirmed_at: None,
+                    password_hash: "x".into(),
+                    status: crate::store::account::AccountStatus::Deactivated,
+                    created_at: "2026-01-01T00:00:00.000Z".into(),
+                },
+            )
+        })
+        .await
+        .unwrap();
+    writer
+        .ensure_repo(DID.into(), Arc::clone(&key))
+        .await
+        .unwrap();
+    let root = store.read(repo::get_root).await.unwrap().unwrap();
+    let commit = crate::repo::commit::Commit::decode(
+        &store
+            .read(move |c| repo::get_block(c, &root.commit_cid))
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(commit.verify(&key.public_key()).is_ok());
+    assert_eq!(commit.data, Mst::new().root_cid());
+    assert_eq!(
+        store.read(repo::last_seq).await.unwrap(),
+        None,
+        "nothing is announced"
+    );
+    // Once there is a repo, nothing changes.
+    writer
+        .ensure_repo(DID.into(), Arc::clone(&key))
+        .await
+        .unwrap();
+    assert_eq!(store.read(repo::get_root).await.unwrap().unwrap(), root);
+}
+
+#[tokio::test]
+async fn a_commit_over_the_firehose_cap_is_refused_whole() {
+    let (_d, store, writer, _key) = setup().await;
+    let before = store.read(repo::get_root).await.unwrap();
+    // Three records of 800 KB: each fine, together over the 2,000,000-byte event cap.
+    let big = |rkey: &str| WriteOp::Create {
+        collection: "com.example.perch.note".into(),
+        rkey: rkey.into(),
+        record: ipld_map! {
+            "$type" => Ipld::String("com.example.perch.note".into()),
+            "data" => Ipld::Bytes(vec![rkey.len() as u8; 800_000]),
+        },
+    };
+    let err = writer
+        .write(RepoWrite {
+            ops: vec![big("a"), big("bb"), big("ccc")],
+            swap_commit: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "Too many writes. Max event size: 2MB");
+    assert_eq!(store.read(repo::get_root).await.unwrap(), before);
+    writer
+        .write(RepoWrite {
+            ops: vec![big("a"), big("bb")],
+            swap_commit: None,
+        })
+        .await
+        .expect("two fit");
 }

@@ -64,6 +64,17 @@ impl XrpcError {
             )
         }
     }
+    /// Every password worker is busy and the queue is full: try again in a moment.
+    pub fn password_checks_busy() -> Self {
+        XrpcError {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RateLimitExceeded",
+                "Too many sign-in attempts at once; try again in a moment",
+            )
+        }
+    }
     pub fn method_not_implemented() -> Self {
         Self::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -79,6 +90,42 @@ impl XrpcError {
             "StorageUnhealthy",
             "This server's storage failed; it takes no writes until its operator restarts it. \
              Reads still work.",
+        )
+    }
+    /// A repo that is not active, to readers (the reference's words; `who` names the repo
+    /// where the reference does).
+    pub fn repo_unavailable(
+        status: crate::store::account::AccountStatus,
+        who: Option<&str>,
+    ) -> Self {
+        use crate::store::account::AccountStatus::*;
+        let (error, what) = match status {
+            Takendown => ("RepoTakendown", "takendown"),
+            Suspended => ("RepoSuspended", "suspended"),
+            Active | Deactivated => ("RepoDeactivated", "deactivated"),
+        };
+        let message = match who {
+            Some(repo) => format!("Repo has been {what}: {repo}"),
+            None => format!("Repo has been {what}"),
+        };
+        Self::lexicon(error, message)
+    }
+    /// A write to an account that is not active (the reference's words).
+    pub fn account_inactive(status: crate::store::account::AccountStatus) -> Self {
+        match status {
+            crate::store::account::AccountStatus::Deactivated => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "AccountDeactivated",
+                "Account is deactivated",
+            ),
+            _ => Self::account_takedown(),
+        }
+    }
+    pub fn account_takedown() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "AccountTakedown",
+            "Account has been taken down",
         )
     }
     /// A real fault: log the cause, tell the client nothing about it.
@@ -114,6 +161,70 @@ impl From<crate::store::StoreError> for XrpcError {
             crate::store::StoreError::Conflict(m) => XrpcError::invalid_request(m),
             crate::store::StoreError::Unhealthy(_) => XrpcError::storage_unhealthy(),
             other => XrpcError::internal(other),
+        }
+    }
+}
+
+impl From<crate::hasher::HashError> for XrpcError {
+    fn from(e: crate::hasher::HashError) -> Self {
+        match e {
+            crate::hasher::HashError::Busy => XrpcError::password_checks_busy(),
+            crate::hasher::HashError::Auth(
+                crate::auth::AuthError::EmptyPassword | crate::auth::AuthError::PasswordTooLong,
+            ) => XrpcError::invalid_request(e.to_string()),
+            other => XrpcError::internal(other),
+        }
+    }
+}
+
+impl From<crate::account::AccountError> for XrpcError {
+    fn from(e: crate::account::AccountError) -> Self {
+        use crate::account::AccountError as E;
+        match e {
+            E::Invalid(m) => XrpcError::invalid_request(m),
+            E::Exists(_) => XrpcError::invalid_request(e.to_string()),
+            E::NameTaken(_) => XrpcError::invalid_request("A password by that name already exists"),
+            E::Plc(m) => XrpcError::new(StatusCode::BAD_GATEWAY, "UpstreamFailure", m),
+            E::RateLimited(secs) => XrpcError::rate_limited(secs),
+            E::Busy => XrpcError::password_checks_busy(),
+            E::InvalidLogin => XrpcError::auth_required("Invalid identifier or password"),
+            E::Expired => XrpcError::expired_token("Token has expired"),
+            E::Revoked => XrpcError::expired_token("Token has been revoked"),
+            E::InvalidToken => XrpcError::invalid_token("Token could not be verified"),
+            E::Takendown => XrpcError::account_takedown(),
+            E::InvalidCode => XrpcError::lexicon("InvalidToken", e.to_string()),
+            E::NoSuchAccount => XrpcError::invalid_request(e.to_string()),
+            E::Store(s) => s.into(),
+            E::Other(m) => XrpcError::internal(m),
+        }
+    }
+}
+
+impl From<crate::uploads::UploadError> for XrpcError {
+    fn from(e: crate::uploads::UploadError) -> Self {
+        use crate::uploads::UploadError as E;
+        match e {
+            E::StorageUnhealthy => XrpcError::storage_unhealthy(),
+            E::TooLarge { .. } => XrpcError::payload_too_large(e.to_string()),
+            E::LengthMismatch | E::Body | E::TooSlow => XrpcError::invalid_request(e.to_string()),
+            E::Blob(b) => XrpcError::internal(b),
+            E::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::identity::plc::directory::DirectoryError> for XrpcError {
+    fn from(e: crate::identity::plc::directory::DirectoryError) -> Self {
+        use crate::identity::plc::directory::DirectoryError as E;
+        match e {
+            E::NotConfigured => XrpcError::invalid_request("no PLC directory configured"),
+            E::Unreachable(m) => XrpcError::new(StatusCode::BAD_GATEWAY, "UpstreamFailure", m),
+            E::Refused { status, body, .. } => XrpcError::new(
+                StatusCode::BAD_GATEWAY,
+                "UpstreamFailure",
+                format!("PLC directory answered {status}: {body}"),
+            ),
+            E::Malformed(m) => XrpcError::internal(m),
         }
     }
 }

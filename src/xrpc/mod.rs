@@ -1,6 +1,7 @@
 //! XRPC: `/xrpc/<NSID>` calls, their errors and responses. Parsing and
 //! rendering only; handlers live in `crate::api`.
 
+pub mod budget;
 mod error;
 mod request;
 pub mod stream;

@@ -2,6 +2,7 @@
 //! that is read only on demand and always under a size limit and deadline.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -11,6 +12,7 @@ use hyper::{HeaderMap, Method};
 use serde::de::DeserializeOwned;
 
 use super::XrpcError;
+use super::budget::{BodyBudget, BodyCharge};
 
 /// JSON request bodies (everything but records and blobs).
 pub const JSON_LIMIT: usize = 150 * 1024;
@@ -18,6 +20,8 @@ pub const JSON_LIMIT: usize = 150 * 1024;
 pub const RECORD_LIMIT: usize = 1024 * 1024 + 64 * 1024;
 /// A whole body must arrive within this long (slow-client defence).
 pub const BODY_DEADLINE: Duration = Duration::from_secs(60);
+/// Seconds a request turned away for want of body budget is told to wait.
+const BUSY_RETRY_AFTER: u64 = 5;
 
 pub struct XrpcRequest {
     pub nsid: String,
@@ -28,7 +32,14 @@ pub struct XrpcRequest {
     pub headers: HeaderMap,
     pub peer: IpAddr,
     pub body: Option<Incoming>,
+    /// Where the body's bytes are charged (none: not counted).
+    budget: Option<Arc<BodyBudget>>,
+    /// What this request holds of the budget, until it is dropped.
+    charge: Option<BodyCharge>,
 }
+
+/// Charged ahead of each read of a body with no `Content-Length`: about one HTTP/2 frame.
+const READ_AHEAD: usize = 16 * 1024;
 
 fn decode_query(q: &str) -> Result<Vec<(String, String)>, XrpcError> {
     q.split('&')
@@ -78,7 +89,15 @@ impl XrpcRequest {
             headers,
             peer,
             body,
+            budget: None,
+            charge: None,
         })
+    }
+
+    /// Count the body's bytes against `budget` while this request lives.
+    pub fn with_body_budget(mut self, budget: Arc<BodyBudget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     pub fn param(&self, name: &str) -> Option<&str> {
@@ -154,9 +173,28 @@ impl XrpcRequest {
         let Some(mut body) = self.body.take() else {
             return Ok(Bytes::new());
         };
+        let declared = self.content_length()?;
+        let mut charge = self.budget.as_ref().map(|b| b.charge(self.peer));
+        let waiting = std::sync::atomic::AtomicBool::new(false);
         let read = async {
+            let hold = async |charge: &mut Option<BodyCharge>, bytes: usize| {
+                if let Some(c) = charge {
+                    waiting.store(true, std::sync::atomic::Ordering::Relaxed);
+                    c.hold(bytes).await;
+                    waiting.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+            };
+            if let Some(len) = declared {
+                hold(&mut charge, len as usize).await;
+            }
             let mut buf = BytesMut::new();
-            while let Some(frame) = body.frame().await {
+            loop {
+                if declared.is_none() {
+                    hold(&mut charge, limit.min(buf.len() + READ_AHEAD)).await;
+                }
+                let Some(frame) = body.frame().await else {
+                    break;
+                };
                 let frame = frame
                     .map_err(|_| XrpcError::invalid_request("could not read the request body"))?;
                 if let Ok(data) = frame.into_data() {
@@ -165,20 +203,31 @@ impl XrpcRequest {
                             "request body is larger than {limit} bytes"
                         )));
                     }
+                    hold(&mut charge, buf.len() + data.len()).await;
                     buf.extend_from_slice(&data);
                 }
             }
             Ok(buf.freeze())
         };
-        tokio::time::timeout(BODY_DEADLINE, read)
-            .await
-            .map_err(|_| {
-                XrpcError::new(
-                    hyper::StatusCode::REQUEST_TIMEOUT,
-                    "InvalidRequest",
-                    "request body too slow",
+        let r = tokio::time::timeout(BODY_DEADLINE, read).await;
+        let waited_for_room = waiting.load(std::sync::atomic::Ordering::Relaxed);
+        self.charge = charge;
+        match r {
+            Ok(r) => r,
+            Err(_) if waited_for_room => Err(XrpcError {
+                retry_after: Some(BUSY_RETRY_AFTER),
+                ..XrpcError::new(
+                    hyper::StatusCode::SERVICE_UNAVAILABLE,
+                    "NotEnoughResources",
+                    "too many request bodies in flight; try again shortly",
                 )
-            })?
+            }),
+            Err(_) => Err(XrpcError::new(
+                hyper::StatusCode::REQUEST_TIMEOUT,
+                "InvalidRequest",
+                "request body too slow",
+            )),
+        }
     }
 
     pub fn content_length(&self) -> Result<Option<u64>, XrpcError> {

@@ -1,22 +1,49 @@
-//! Streaming a response produced by blocking code (e.g. a CAR export read
-//! from SQLite) with bounded memory: the producer writes into a
-//! `ChunkWriter` on a blocking thread, which hands 64 KiB chunks over a
-//! small channel; the response body drains it.
+//! Long responses read from the database (CAR exports) without holding on to
+//! it while the client reads: the response is made in batches of about
+//! [`BATCH`] bytes, each by one short read on a pooled connection, which goes
+//! back to the pool (and its thread to the blocking pool) before the batch is
+//! handed to the client. Every hand-over waits at most [`SEND_DEADLINE`]; a
+//! client that reads nothing for that long loses the response.
+//!
+//! At most one batch waits in the channel and one is being made, so an
+//! export holds about two batches of memory besides what hyper buffers.
 
-use std::io::{self, Write};
+use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Frame;
 use tokio::sync::mpsc;
 
-const CHUNK: usize = 64 * 1024;
-/// Chunks in flight: with 64 KiB chunks, at most ~256 KiB buffered.
-const DEPTH: usize = 4;
+use crate::store::Store;
 
+/// Bytes a batch aims at (one block more at most).
+pub const BATCH: usize = 128 * 1024;
+/// A client that takes no batch for this long is dropped (the firehose's
+/// send timeout too).
+pub const SEND_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A response made a batch at a time.
+pub trait Batches: Send + 'static {
+    /// The next bytes of the response (about [`BATCH`] of them), or None when it is
+    /// complete. Runs on a pooled read connection; must not wait on anything else.
+    fn next(&mut self, conn: &crate::store::Db) -> Result<Option<Vec<u8>>, String>;
+}
+
+enum Msg {
+    Data(Bytes),
+    End,
+}
+
+/// The response body: the batches, then the end; a producer that stopped before the end
+/// (an error, a block gone, the deadline) makes the body end with an error, so the client
+/// sees a truncated response rather than a silently short one.
 pub struct ChannelBody {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
+    rx: mpsc::Receiver<Msg>,
+    ended: bool,
 }
 
 impl hyper::body::Body for ChannelBody {
@@ -26,50 +53,179 @@ impl hyper::body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
-    }
-}
-
-pub struct ChunkWriter {
-    tx: mpsc::Sender<io::Result<Bytes>>,
-    buf: Vec<u8>,
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.flush()?;
+        if self.ended {
+            return Poll::Ready(None);
         }
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
+        match std::task::ready!(self.rx.poll_recv(cx)) {
+            Some(Msg::Data(b)) => Poll::Ready(Some(Ok(Frame::data(b)))),
+            Some(Msg::End) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            None => {
+                self.ended = true;
+                Poll::Ready(Some(Err(io::Error::other("the response ended early"))))
+            }
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        // The client went away: stop producing.
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "client disconnected"))
     }
 }
 
-impl ChunkWriter {
-    /// Report a failure mid-stream: the body ends with an error, so the
-    /// client sees a truncated response rather than a silently short one.
-    pub fn fail(self, e: io::Error) {
-        let _ = self.tx.blocking_send(Err(e));
-    }
+/// Produce `batches` on a task of its own; `hold` (e.g. a concurrency slot) is kept until
+/// the producer ends.
+pub fn batched<B: Batches>(
+    store: Arc<Store>,
+    batches: B,
+    hold: impl Send + 'static,
+) -> ChannelBody {
+    batched_within(store, batches, hold, SEND_DEADLINE)
 }
 
-pub fn channel() -> (ChunkWriter, ChannelBody) {
-    let (tx, rx) = mpsc::channel(DEPTH);
-    (
-        ChunkWriter {
-            tx,
-            buf: Vec::with_capacity(CHUNK),
-        },
-        ChannelBody { rx },
-    )
+fn batched_within<B: Batches>(
+    store: Arc<Store>,
+    batches: B,
+    hold: impl Send + 'static,
+    deadline: Duration,
+) -> ChannelBody {
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let _hold = hold;
+        let mut next = Some(batches);
+        while let Some(mut state) = next.take() {
+            let r = store
+                .read(move |c| {
+                    let out = state.next(c);
+                    Ok((state, out))
+                })
+                .await;
+            let msg = match r {
+                Ok((s, Ok(Some(bytes)))) => {
+                    next = Some(s);
+                    Msg::Data(bytes.into())
+                }
+                Ok((_, Ok(None))) => Msg::End,
+                Ok((_, Err(e))) => {
+                    tracing::warn!("streamed response failed: {e}");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("streamed response failed: {e}");
+                    return;
+                }
+            };
+            let end = matches!(msg, Msg::End);
+            match tokio::time::timeout(deadline, tx.send(msg)).await {
+                Ok(Ok(())) if !end => {}
+                // Done, or the client went away.
+                Ok(_) => return,
+                Err(_) => {
+                    tracing::debug!(
+                        "client took nothing for {deadline:?}; streamed response dropped"
+                    );
+                    return;
+                }
+            }
+        }
+    });
+    ChannelBody { rx, ended: false }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    struct Count {
+        left: u32,
+        fail_at: Option<u32>,
+    }
+
+    impl Batches for Count {
+        fn next(&mut self, conn: &crate::store::Db) -> Result<Option<Vec<u8>>, String> {
+            // Really on a pooled connection.
+            conn.ping().map_err(|e| e.to_string())?;
+            if Some(self.left) == self.fail_at {
+                return Err("block gone".into());
+            }
+            if self.left == 0 {
+                return Ok(None);
+            }
+            self.left -= 1;
+            Ok(Some(vec![b'x'; 10]))
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Arc<Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn batches_then_a_clean_end_or_an_error() {
+        let (_d, s) = store();
+        let body = batched(
+            Arc::clone(&s),
+            Count {
+                left: 5,
+                fail_at: None,
+            },
+            (),
+        );
+        assert_eq!(body.collect().await.unwrap().to_bytes().len(), 50);
+        let mut body = batched(
+            s,
+            Count {
+                left: 5,
+                fail_at: Some(2),
+            },
+            (),
+        );
+        let mut got = 0;
+        let err = loop {
+            match body.frame().await {
+                Some(Ok(f)) => got += f.into_data().unwrap().len(),
+                Some(Err(e)) => break e,
+                None => panic!("a failed response must not end cleanly"),
+            }
+        };
+        assert_eq!(got, 30);
+        assert!(err.to_string().contains("early"), "{err}");
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_reads_nothing_loses_the_response_and_its_slot() {
+        let (_d, s) = store();
+        let slot = Arc::new(());
+        let deadline = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let mut body = batched_within(
+            s,
+            Count {
+                left: 1000,
+                fail_at: None,
+            },
+            Arc::clone(&slot),
+            deadline,
+        );
+        // Nobody reads: the producer gives up after the deadline and lets go.
+        while Arc::strong_count(&slot) > 1 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the producer still holds its slot"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(started.elapsed() >= deadline);
+        // What was made is there, then the body ends in an error, not cleanly.
+        let mut frames = 0;
+        loop {
+            match body.frame().await {
+                Some(Ok(_)) => frames += 1,
+                Some(Err(_)) => break,
+                None => panic!("a dropped response must not end cleanly"),
+            }
+        }
+        assert!(frames >= 1);
+    }
 }

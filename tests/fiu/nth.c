@@ -1,6 +1,6 @@
 /*
  * Fails the Nth call of one group of libfiu's POSIX failure points, counted
- * from the moment tests/fiu.rs arms it: libfiu itself has no "Nth call"
+ * from the moment tests/it/fiu.rs arms it: libfiu itself has no "Nth call"
  * mode, but its external-callback points (fiu_enable_external) can decide
  * call by call. Loaded with LD_PRELOAD in front of fiu-run's own preload
  * libraries; libfiu's wrappers do the failing (errno EIO).

@@ -9,6 +9,11 @@
 #   mail server) and finishes with it. The official client then checks every record and blob,
 #   the preferences, the repo signature and the DID document. Then `perch migrate out` moves
 #   it to a second reference PDS, checked the same way.
+# Then a second account on the reference PDS moves into a fresh perch the way the atproto
+# account-migration guide does it with the official client (tests/client/migrate-flow.mjs:
+# getServiceAuth, createAccount with an invite from `perch account invite`, checkAccountStatus,
+# getRepo/importRepo, listMissingBlobs/uploadBlob, preferences, the PLC operation signed by the
+# old PDS and submitted here, activateAccount, deactivateAccount), checked the same way.
 # Needs node 20+ and npm. PERCH_BIN = the perch binary (default target/debug/perch).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -129,3 +134,23 @@ log "migration out finished in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { p
 code=$(curl -s -o /dev/null -w '%{http_code}' "$PERCH/xrpc/com.atproto.sync.getLatestCommit?did=$DID" || true)
 [[ $code == 400 ]] || die "perch still serves the repo after moving out (HTTP $code)"
 log "migration out: all checks passed"
+
+# Moving in with the official client, step by step, into a fresh perch.
+FLOW_DID=$(cd "$CLIENT" && node migrate-seed.mjs "$REF" bob.test "$PASSWORD" \
+  "${MIGRATE_FLOW_RECORDS:-60}" "${MIGRATE_FLOW_BLOBS:-6}" "$WORK/seed-flow.json")
+PERCH2_PORT=$(free_port)
+PERCH2="http://localhost:$PERCH2_PORT"
+FLAGS2=(--dev --data-dir "$WORK/perch2" --listen "127.0.0.1:$PERCH2_PORT")
+"$PERCH_BIN" serve "${FLAGS2[@]}" >>"$WORK/perch2.log" 2>&1 &
+PIDS+=($!)
+wait_url "$PERCH2/xrpc/_health"
+INVITE=$("$PERCH_BIN" account invite "${FLAGS2[@]}" 2>>"$WORK/perch2.log")
+t0=$(date +%s.%N)
+(cd "$CLIENT" && node migrate-flow.mjs "$REF" "$PERCH2" bob.test "$PASSWORD" "$INVITE" \
+  "$WORK/seed-flow.json" -- "$NODE22" "$ROOT/scripts/bench/email-token.mjs" "$WORK/ref" "{did}" \
+  plc_operation) >"$WORK/flow.log" 2>&1 || die "the client-driven move failed: $(tail -n 20 "$WORK/flow.log")"
+log "client-driven move of $FLOW_DID took $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s"
+(cd "$CLIENT" && node migrate-verify.mjs "$PERCH2" "$PASSWORD" "$WORK/seed-flow.json" "$PLC" --post-first) >&2
+code=$(curl -s -o /dev/null -w '%{http_code}' "$REF/xrpc/com.atproto.sync.getLatestCommit?did=$FLOW_DID" || true)
+[[ $code == 400 ]] || die "the reference PDS still serves $FLOW_DID (HTTP $code)"
+log "client-driven migration in: all checks passed"

@@ -1,6 +1,6 @@
 // Deterministic record generator shared by the Node cross-check scripts.
 //
-// Its Rust twin is tests/common/seeded.rs; the two MUST stay in lock-step
+// Its Rust twin is tests/it/support/seeded.rs; the two MUST stay in lock-step
 // (same PRNG, same keys, same records), otherwise the repository comparison
 // in the Rust tests is meaningless. Specification:
 //

@@ -12,10 +12,12 @@
 //! key lists), while ops this crate builds follow the current rules (1–5 distinct k256
 //! or p256 rotation keys, at most 10 verification methods, at most 7500 bytes).
 //!
-//! Nothing here panics on any input; every failure is a [`PlcError`].
+//! Nothing here panics on any input; every failure is a [`PlcError`]. All of it is pure
+//! but [`directory`], the one client of the PLC directory (through `net`).
 
 mod audit;
 mod build;
+pub mod directory;
 mod document;
 mod op;
 mod verify;

@@ -1,0 +1,353 @@
+//! Runs the built `perch` binary: global flags in any position, `config show` / `config check`
+//! output and exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::process::{Launch, perch_cmd};
+
+/// `perch ARGS` in `dir`, with `env` on top of the scrubbed environment.
+fn perch_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = perch_cmd();
+    cmd.args(args).current_dir(dir).envs(env.iter().copied());
+    cmd.output().expect("run perch")
+}
+
+fn perch(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    perch_in(dir.path(), args, &[])
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn config_show_dev_with_data_dir() {
+    let o = perch(&["config", "show", "--dev", "--data-dir", "/tmp/x"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    for line in [
+        "data_dir = \"/tmp/x\"",
+        "hostname = \"localhost\"",
+        "listen = \"127.0.0.1:2583\"",
+        "tls = \"off\"",
+        "plc_url = \"\"",
+        "blob_limit = 104857600",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(line)),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn global_flags_before_and_after_the_subcommand() {
+    let after = perch(&["config", "show", "--dev"]);
+    let before = perch(&["--dev", "config", "show"]);
+    let middle = perch(&["config", "--dev", "show"]);
+    for o in [&after, &before, &middle] {
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(o));
+    }
+    assert_eq!(stdout(&after), stdout(&before));
+    assert_eq!(stdout(&after), stdout(&middle));
+    assert!(stdout(&before).contains("data_dir = \"./perch-dev\""));
+}
+
+#[test]
+fn config_check_dev() {
+    let o = perch(&["config", "check", "--dev"]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("config ok\n"), "{out}");
+    assert!(out.contains("http://localhost:2583"), "{out}");
+    assert!(out.contains("dev"), "{out}");
+}
+
+#[test]
+fn config_errors_exit_2_and_name_the_key() {
+    let o = perch(&["config", "show", "--dev", "--listen", "foo"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("listen: \"foo\" is not an address"), "{err}");
+    assert!(err.contains("--listen"), "{err}");
+
+    let o = perch(&["config", "check", "--config", "/nonexistent/perch.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--config"), "{}", stderr(&o));
+}
+
+#[test]
+fn file_env_and_flag_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("perch.toml");
+    std::fs::write(
+        &file,
+        "hostname = \"pds.example.com\"\ntls = \"off\"\nlisten = \"127.0.0.1:1\"\nlog = \"warn\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let o = perch_in(
+        dir.path(),
+        &[
+            "config",
+            "show",
+            "--config",
+            file,
+            "--listen",
+            "127.0.0.1:3",
+        ],
+        &[
+            ("PERCH_LISTEN", "127.0.0.1:2"),
+            ("PERCH_LOG", "debug"),
+            ("PERCH_ADMIN_PASSWORD", "very-secret-pw"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("hostname = \"pds.example.com\""), "{out}");
+    assert!(out.contains("listen = \"127.0.0.1:3\""), "{out}");
+    assert!(out.contains("log = \"debug\""), "{out}");
+    assert!(out.contains("admin_password = \"********\""), "{out}");
+    assert!(!out.contains("very-secret-pw"), "{out}");
+
+    std::fs::write(dir.path().join("bad.toml"), "listn = \"127.0.0.1:1\"\n").unwrap();
+    let o = perch_in(
+        dir.path(),
+        &["config", "check", "--config", "bad.toml"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("listn: unknown key"), "{}", stderr(&o));
+}
+
+#[test]
+fn usage_errors_and_help() {
+    let o = perch(&["--dev"]);
+    assert_eq!(o.status.code(), Some(2), "no subcommand is a usage error");
+    let o = perch(&["config", "frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = perch(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("account"), "{}", stdout(&o));
+    let o = perch(&["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("perch "), "{}", stdout(&o));
+}
+
+#[test]
+fn account_lifecycle_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let o = perch_in(dir.path(), &["status", "--dev", "--data-dir", d], &[]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(stdout(&o).contains("no account yet"));
+    let create = [
+        "account",
+        "create",
+        "--dev",
+        "--did-method",
+        "web",
+        "--data-dir",
+        d,
+        "--handle",
+        "bob.test",
+        "--password",
+        "pw pw pw",
+    ];
+    let o = perch_in(dir.path(), &create, &[]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(stdout(&o).contains("did:web:localhost"), "{}", stdout(&o));
+    // A second account is refused.
+    let o = perch_in(dir.path(), &create, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already exists"));
+    let o = perch_in(dir.path(), &["status", "--dev", "--data-dir", d], &[]);
+    assert!(
+        stdout(&o).contains("bob.test") && stdout(&o).contains("rev "),
+        "{}",
+        stdout(&o)
+    );
+    let o = perch_in(
+        dir.path(),
+        &[
+            "account",
+            "app-password",
+            "create",
+            "--name",
+            "phone",
+            "--dev",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let o = perch_in(
+        dir.path(),
+        &["account", "app-password", "list", "--dev", "--data-dir", d],
+        &[],
+    );
+    assert!(stdout(&o).contains("phone"));
+    let o = perch_in(
+        dir.path(),
+        &[
+            "account",
+            "app-password",
+            "revoke",
+            "--name",
+            "phone",
+            "--dev",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let o = perch_in(
+        dir.path(),
+        &["seq", "bump", "--to", "100", "--dev", "--data-dir", d],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    // Without a PLC directory a did:plc account cannot be made.
+    let other = tempfile::tempdir().unwrap();
+    let od = other.path().to_str().unwrap();
+    let o = perch_in(
+        other.path(),
+        &[
+            "account",
+            "create",
+            "--dev",
+            "--did-method",
+            "plc",
+            "--data-dir",
+            od,
+            "--handle",
+            "c.test",
+            "--password",
+            "x",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("plc_url"), "{}", stderr(&o));
+}
+
+#[test]
+fn doctor_reports_a_running_dev_server_and_a_damaged_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Launch {
+        listen: Some(listen.parse().unwrap()),
+        ..Launch::default()
+    }
+    .start(&data);
+    let args = ["doctor", "--dev", "--listen", &listen, "--data-dir", data_s];
+    let o = perch_in(dir.path(), &args, &[]);
+    let out = stdout(&o);
+    server.stop();
+    for line in [
+        "OK   listener",
+        "OK   certificate  tls = \"off\"",
+        "OK   database     quick_check ok",
+        "OK   account      alice.test (did:web:localhost%3A",
+        "OK   signing key",
+        &format!("OK   did          did:web:localhost%3A{port} points to http://localhost:{port}"),
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    // The dev handle alice.test cannot resolve: a FAIL with the fix, and exit status 1.
+    assert!(
+        out.contains("FAIL handle       alice.test does not resolve"),
+        "{out}"
+    );
+    assert!(
+        out.contains("add a TXT record _atproto.alice.test"),
+        "{out}"
+    );
+    assert_eq!(o.status.code(), Some(1), "{out}");
+
+    // Nothing listens any more, and a damaged page fails quick_check.
+    let db = data.join("perch.sqlite");
+    // Everything into the main file first, then scribble over the b-tree page headers.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(conn);
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page = 4096;
+    assert!(bytes.len() > 3 * page);
+    for start in (page..bytes.len()).step_by(page) {
+        for b in &mut bytes[start..start + 12] {
+            *b = 0x5a;
+        }
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let o = perch_in(dir.path(), &args, &[]);
+    let out = stdout(&o);
+    assert!(out.contains("FAIL listener"), "{out}");
+    assert!(out.contains("FAIL database"), "{out}");
+    assert!(out.contains("restore the latest backup"), "{out}");
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn root_is_stopped_from_touching_the_service_users_data_dir() {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("not root: skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let st = Command::new("chown")
+        .args(["65534:65534"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = perch_in(
+        dir.path(),
+        &[
+            "account",
+            "invite",
+            "--dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("sudo -u perch"), "{}", stderr(&o));
+    assert!(
+        std::fs::read_dir(&data).unwrap().next().is_none(),
+        "nothing was created"
+    );
+    // Reading the config is allowed: the SD image's units check it as root.
+    let o = perch_in(
+        dir.path(),
+        &[
+            "config",
+            "check",
+            "--dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
