@@ -36,9 +36,6 @@ pub enum HashError {
 
 type Job = Box<dyn FnOnce(&mut auth::password::Memory) + Send>;
 
-/// A worker that has had nothing to do for this long gives its working memory back.
-const IDLE_FREE: std::time::Duration = std::time::Duration::from_secs(30);
-
 struct State {
     queue: VecDeque<Job>,
     spawned: usize,
@@ -213,16 +210,16 @@ fn worker(shared: &Shared) {
                     st.spawned -= 1;
                     return;
                 }
+                // Nothing queued: give the working memory back before waiting. A flood keeps
+                // the queue full, so a buffer is only reused where reuse matters, and a box
+                // that had one login an hour ago does not carry 19 MiB for it.
+                memory = auth::password::Memory::new();
                 st.idle += 1;
-                let (guard, waited) = match shared.wake.wait_timeout(st, IDLE_FREE) {
-                    Ok(r) => r,
+                st = match shared.wake.wait(st) {
+                    Ok(guard) => guard,
                     Err(_) => return,
                 };
-                st = guard;
                 st.idle -= 1;
-                if waited.timed_out() && st.queue.is_empty() {
-                    memory = auth::password::Memory::new();
-                }
             }
         };
         // A panic inside a job drops its sender (the caller sees `Gone`), not the worker.

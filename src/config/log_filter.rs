@@ -2,7 +2,7 @@
 //! `info` or `perch=debug,hyper=warn,info`.
 //!
 //! Parsed here rather than by `tracing-subscriber`'s `EnvFilter`, whose span and field
-//! matching brings a regex engine (__REGEX_SIZE__ of the arm64 binary) that perch never
+//! matching brings a regex engine (~390 KB, 5% of the arm64 binary) that perch never
 //! needs. It is also stricter: a bare word must be a level, because `EnvFilter` reads
 //! `warning` as "everything from a target named warning" and silently logs nothing.
 
