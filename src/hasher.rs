@@ -36,6 +36,9 @@ pub enum HashError {
 
 type Job = Box<dyn FnOnce(&mut auth::password::Memory) + Send>;
 
+/// A worker with nothing to do for this long gives its working memory back.
+const IDLE_FREE: std::time::Duration = std::time::Duration::from_millis(500);
+
 struct State {
     queue: VecDeque<Job>,
     spawned: usize,
@@ -210,14 +213,25 @@ fn worker(shared: &Shared) {
                     st.spawned -= 1;
                     return;
                 }
-                // Nothing queued: give the working memory back before waiting. A flood keeps
-                // the queue full, so a buffer is only reused where reuse matters, and a box
-                // that had one login an hour ago does not carry 19 MiB for it.
-                memory = auth::password::Memory::new();
+                // Nothing queued: wait, and give the working memory back after a short lull.
+                // A flood keeps the queue busy, so the buffer is reused where reuse matters
+                // (a fresh 19 MiB per guess fragments glibc's heaps: the test's flood peaked
+                // at 80 MiB that way, 60 MiB with reuse); one login an hour ago leaves
+                // nothing resident.
                 st.idle += 1;
-                st = match shared.wake.wait(st) {
-                    Ok(guard) => guard,
-                    Err(_) => return,
+                st = if memory.capacity() > 0 {
+                    let Ok((guard, waited)) = shared.wake.wait_timeout(st, IDLE_FREE) else {
+                        return;
+                    };
+                    if waited.timed_out() && guard.queue.is_empty() {
+                        memory = auth::password::Memory::new();
+                    }
+                    guard
+                } else {
+                    let Ok(guard) = shared.wake.wait(st) else {
+                        return;
+                    };
+                    guard
                 };
                 st.idle -= 1;
             }
