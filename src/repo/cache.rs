@@ -43,7 +43,8 @@ impl BlockCache {
         Some(copy)
     }
 
-    fn put(&self, cid: &Cid, bytes: &[u8]) {
+    /// Adds a block (the writer's new MST nodes, which the next write walks again).
+    pub fn put(&self, cid: &Cid, bytes: &[u8]) {
         if let Ok(mut g) = self.inner.lock() {
             g.put(cid, bytes.to_vec(), self.generation);
         }

@@ -177,6 +177,16 @@ pub fn apply(
     for (c, b) in commit.blocks.iter() {
         repo::put_block(conn, c, &commit.rev, b)?;
     }
+    // The new MST nodes are the path the next write walks (TIDs all land on the right
+    // edge), so they go into the cache; records and the commit are not read again. Content
+    // addressing keeps this right even if the transaction rolls back: a cached node is
+    // only reached from a root that was stored.
+    let records: BTreeSet<&Cid> = built.results.iter().flatten().collect();
+    for (c, b) in commit.blocks.iter() {
+        if *c != commit.cid && !records.contains(c) {
+            cache.put(c, b);
+        }
+    }
     let mut released = BTreeSet::new();
     for (op, value) in commit.ops.iter().zip(changed_values(&changes, &commit.ops)) {
         let (collection, rkey) = op.path.split_once('/').unwrap_or((&op.path, ""));
