@@ -8,6 +8,7 @@
 //   node client.mjs create-account URL HANDLE PASSWORD      -> {"did","accessJwt"}
 //   node client.mjs session URL IDENTIFIER PASSWORD         -> {"did","accessJwt"}
 //   node client.mjs writes URL DID TOKEN N                  -> {"ok","failed","statuses","seconds"}
+//   node client.mjs lists URL DID N                         -> {"ok","failed","statuses","seconds"}
 //   node client.mjs rkeys URL DID TOKEN N OUTFILE           -> {"rkeys","created"}
 //   node client.mjs cold-start URL TIMEOUT_S LOGFILE -- CMD [ARGS...]  -> {"ms"}
 //   node client.mjs fsync-rate DIR SECONDS                  -> {"fsyncs_per_sec", ...}
@@ -130,6 +131,21 @@ const commands = {
         token,
         body: { repo: did, collection: COLLECTION, record: post(i) },
       })
+      statuses[r.status] = (statuses[r.status] ?? 0) + 1
+      if (r.status === 200) ok++
+    }
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+    out({ ok, failed: Number(n) - ok, statuses, seconds })
+  },
+
+  // N sequential listRecords (limit 50), as the wrk phase sends them.
+  async lists(base, did, n) {
+    const statuses = {}
+    let ok = 0
+    const t0 = process.hrtime.bigint()
+    for (let i = 0; i < Number(n); i++) {
+      const query = { repo: did, collection: COLLECTION, limit: '50' }
+      const r = await xrpc(base, 'GET', 'com.atproto.repo.listRecords', { query })
       statuses[r.status] = (statuses[r.status] ?? 0) + 1
       if (r.status === 200) ok++
     }
