@@ -402,6 +402,7 @@ fn other_value_checks() {
         ("trusted_proxies = [\"10.0.0.0/8\"]", "trusted_proxies"),
         ("acme_email = \"nobody\"", "acme_email"),
         ("log = \"perch=[\"", "log"),
+        ("log = \"warning\"", "log"),
         ("data_dir = \"\"", "data_dir"),
     ];
     for (line, key) in cases {
