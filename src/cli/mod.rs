@@ -7,6 +7,7 @@ pub mod config_cmd;
 pub mod doctor;
 pub mod firstboot_cmd;
 pub mod init;
+mod journal;
 pub mod migrate_cmd;
 pub mod welcome;
 
@@ -413,12 +414,17 @@ fn init_logging(config_log: &str) {
                 .with_default(tracing_subscriber::filter::LevelFilter::INFO)
         })
     });
+    let plain = tracing_subscriber::fmt::layer().with_writer(std::io::stdout);
+    let layer = if journal::stdout_is_journal() {
+        plain
+            .with_ansi(false)
+            .event_format(journal::JournalFormat)
+            .boxed()
+    } else {
+        plain.with_ansi(std::io::stdout().is_terminal()).boxed()
+    };
     let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stdout)
-                .with_ansi(std::io::stdout().is_terminal()),
-        )
+        .with(layer)
         .with(filter)
         .try_init();
 }

@@ -351,3 +351,51 @@ fn root_is_stopped_from_touching_the_service_users_data_dir() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// The first line of `perch serve --dev` that mentions "listening", with `JOURNAL_STREAM`
+/// naming its stdout (as systemd does) or not.
+fn serve_listening_line(journal: bool) -> String {
+    use std::io::BufRead as _;
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    let meta = std::fs::metadata(format!("/proc/self/fd/{}", writer.as_raw_fd())).unwrap();
+    let mut cmd = perch_cmd();
+    cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stdout(writer)
+        .stderr(std::process::Stdio::null());
+    if journal {
+        cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+    }
+    let mut child = cmd.spawn().expect("start perch serve");
+    drop(cmd); // the parent's copy of the write end, so EOF comes when the child ends
+    let mut found = None;
+    for line in std::io::BufReader::new(reader).lines() {
+        let line = line.unwrap();
+        if line.contains("listening on") {
+            found = Some(line);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    found.expect("perch serve printed a listening line")
+}
+
+#[test]
+fn under_the_journal_lines_carry_a_priority_and_no_timestamp() {
+    let line = serve_listening_line(true);
+    assert!(
+        line.starts_with("<6>perch::cli::commands: perch "),
+        "{line}"
+    );
+    let plain = serve_listening_line(false);
+    assert!(!plain.starts_with('<'), "{plain}");
+    // The usual format starts with the time: 2026-…T…Z
+    assert!(
+        plain.chars().next().is_some_and(|c| c.is_ascii_digit()),
+        "{plain}"
+    );
+}

@@ -30,7 +30,12 @@ fn command(program: &Path) -> Command {
 fn scrub(cmd: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().into_owned();
-        if name.starts_with("PERCH_") || name == "RUST_LOG" || name == "NOTIFY_SOCKET" {
+        if name.starts_with("PERCH_")
+            || matches!(
+                name.as_str(),
+                "RUST_LOG" | "NOTIFY_SOCKET" | "JOURNAL_STREAM"
+            )
+        {
             cmd.env_remove(name);
         }
     }
