@@ -46,7 +46,8 @@ fn dev_password() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-pub fn serve(config: Config) -> Result<(), CliError> {
+/// `config_file`: the file the config was read from, if any (for the start-up line).
+pub fn serve(config: Config, config_file: Option<std::path::PathBuf>) -> Result<(), CliError> {
     let _data_dir = crate::backup::restore::serve_guard(&config.data_dir).map_err(msg)?;
     if config.dev && std::env::var_os("PERCH_UNSAFE_SYNC_NORMAL").is_some() {
         crate::store::use_unsafe_synchronous_normal();
@@ -78,6 +79,20 @@ pub fn serve(config: Config) -> Result<(), CliError> {
                 acct.handle, acct.did
             );
         }
+        let account = match app.account().await.map_err(msg)? {
+            Some(a) => format!("{} ({})", a.handle, a.did),
+            None => "none yet".to_owned(),
+        };
+        tracing::info!(
+            "starting perch {} for {}: account {account}, config {}, data in {}",
+            env!("CARGO_PKG_VERSION"),
+            app.config.hostname,
+            config_file.map_or_else(
+                || "built-in and environment only".to_owned(),
+                |p| p.display().to_string()
+            ),
+            app.config.data_dir.display()
+        );
         front_door(app, listen).await
     })
 }

@@ -317,7 +317,10 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
         Command::Init(_) | Command::Firstboot(_) | Command::Welcome(_) => {
             unreachable!("dispatched before the config is loaded")
         }
-        Command::Serve => commands::serve(config),
+        Command::Serve => commands::serve(
+            config,
+            crate::config::config_file_in_use(&global.overrides()),
+        ),
         Command::Doctor => doctor::run(&config),
         Command::Migrate(MigrateCommand::In {
             from,

@@ -352,9 +352,9 @@ fn root_is_stopped_from_touching_the_service_users_data_dir() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
-/// The first line of `perch serve --dev` that mentions "listening", with `JOURNAL_STREAM`
-/// naming its stdout (as systemd does) or not.
-fn serve_listening_line(journal: bool) -> String {
+/// What `perch serve --dev` logs up to its "listening" line, with `JOURNAL_STREAM` naming
+/// its stdout (as systemd does) or not.
+fn serve_start_lines(journal: bool) -> Vec<String> {
     use std::io::BufRead as _;
     use std::os::fd::AsRawFd as _;
     use std::os::unix::fs::MetadataExt as _;
@@ -371,31 +371,46 @@ fn serve_listening_line(journal: bool) -> String {
     }
     let mut child = cmd.spawn().expect("start perch serve");
     drop(cmd); // the parent's copy of the write end, so EOF comes when the child ends
-    let mut found = None;
+    let mut lines = vec![];
     for line in std::io::BufReader::new(reader).lines() {
         let line = line.unwrap();
-        if line.contains("listening on") {
-            found = Some(line);
+        let done = line.contains("listening on");
+        lines.push(line);
+        if done {
             break;
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    found.expect("perch serve printed a listening line")
+    assert!(
+        lines.last().is_some_and(|l| l.contains("listening on")),
+        "no listening line: {lines:?}"
+    );
+    lines
 }
 
 #[test]
 fn under_the_journal_lines_carry_a_priority_and_no_timestamp() {
-    let line = serve_listening_line(true);
+    let journal = serve_start_lines(true);
+    let line = journal.last().unwrap();
     assert!(
         line.starts_with("<6>perch::cli::commands: perch "),
         "{line}"
     );
-    let plain = serve_listening_line(false);
-    assert!(!plain.starts_with('<'), "{plain}");
+    // The start-up line says what is being served, from where.
+    assert!(
+        journal.iter().any(|l| l.starts_with("<6>")
+            && l.contains("starting perch")
+            && l.contains("for localhost: account alice.test (did:web:localhost")
+            && l.contains("config built-in and environment only, data in ./perch-dev")),
+        "{journal:?}"
+    );
+    let plain = serve_start_lines(false);
+    let line = plain.last().unwrap();
+    assert!(!line.starts_with('<'), "{line}");
     // The usual format starts with the time: 2026-…T…Z
     assert!(
-        plain.chars().next().is_some_and(|c| c.is_ascii_digit()),
-        "{plain}"
+        line.chars().next().is_some_and(|c| c.is_ascii_digit()),
+        "{line}"
     );
 }
