@@ -135,9 +135,11 @@ vm true || fail "ssh with the key from perch.toml"
 [[ $(vm systemctl is-active perch.service) == active ]] || fail "perch.service not active"
 [[ $(vm systemctl is-active perch-welcome.service || true) != active ]] || fail "setup page still up"
 vm test ! -e /boot/firmware/perch.toml || fail "perch.toml still on the boot partition"
-vm grep -q 'hostname = "pds.example.com"' /boot/firmware/perch-applied.toml || fail "no perch-applied.toml"
+# (quoted whole: ssh joins its arguments, and the remote shell would split the pattern)
+vm "grep -qF 'hostname = \"pds.example.com\"' /boot/firmware/perch-applied.toml" ||
+  fail "no perch-applied.toml"
 ! vm "grep -rqF '$password' /boot/firmware" || fail "the password is still on the boot partition"
-vm grep -q "created on this box" /boot/firmware/perch-setup.txt || fail "perch-setup.txt"
+vm "grep -qF 'created on this box' /boot/firmware/perch-setup.txt" || fail "perch-setup.txt"
 root_bytes=$(vm lsblk -bno SIZE /dev/vda2)
 ((root_bytes > orig_bytes - 260 * 1024 * 1024 + 900 * 1024 * 1024)) || fail "root partition not grown ($root_bytes)"
 fs_bytes=$(vm df -B1 --output=size / | tail -1)
