@@ -162,6 +162,16 @@ in_ct timeout 90 systemctl start perch || fail "systemctl start perch"
 status_text=$(show StatusText)
 [[ -n $status_text ]] || fail "no STATUS= text"
 log "active (READY=1 received), status: $status_text"
+# Lines reach the journal with their priority (a <N> prefix perch writes because systemd
+# names its stdout in JOURNAL_STREAM) and without a timestamp of perch's own.
+line=$(in_ct journalctl -u perch --no-pager -o cat -p info --grep "listening on" | tail -n 1)
+[[ $line == "perch::cli::commands: perch "* ]] || fail "journal line: $line"
+in_ct journalctl -u perch --no-pager -o cat -p info --grep "starting perch" | grep -q "pds.example.com" ||
+  fail "no start-up line in the journal"
+if in_ct journalctl -u perch --no-pager -o cat -p warning | grep -q "listening on"; then
+  fail "an info line passes journalctl -p warning"
+fi
+log "journal: lines with their priority, no timestamps of their own"
 
 health() {
   in_ct curl -fsS --max-time 5 --cacert /etc/perch/cert.pem \
