@@ -209,6 +209,16 @@ fn unix_millis_now() -> i64 {
     crate::clock::unix_millis()
 }
 
+/// Whether two existing paths are on the same file system (a backup there does not survive
+/// that disk).
+pub fn on_same_disk(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    matches!(
+        (std::fs::metadata(a), std::fs::metadata(b)),
+        (Ok(x), Ok(y)) if x.dev() == y.dev()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,14 +56,7 @@ pub async fn run(plan: Plan) {
         tokio::time::sleep(delay).await;
         let (d, r) = (data_dir.clone(), root.clone());
         let result = tokio::task::spawn_blocking(move || {
-            snapshot::take(
-                &d,
-                &r,
-                &Options {
-                    create_root: false,
-                    keep: Some(keep),
-                },
-            )
+            snapshot::take(&d, &r, &Options { keep: Some(keep) })
         })
         .await;
         delay = match result {
@@ -200,10 +193,7 @@ fn now_millis() -> i64 {
 
 /// A backup on the data dir's own disk does not survive that disk.
 fn warn_if_same_disk(data_dir: &Path, root: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    if let (Ok(a), Ok(b)) = (std::fs::metadata(data_dir), std::fs::metadata(root))
-        && a.dev() == b.dev()
-    {
+    if super::on_same_disk(data_dir, root) {
         tracing::warn!(
             "backup_dir {} is on the same disk as data_dir {}: it protects against \
              mistakes, not against that disk failing",

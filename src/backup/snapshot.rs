@@ -24,11 +24,6 @@ const SNAPSHOT_ATTEMPTS: usize = 4;
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Create the backup dir if it is missing (an explicit `perch backup
-    /// DIR`). Otherwise a missing dir is an error: a configured
-    /// `backup_dir` that is missing is usually a USB disk that is not
-    /// mounted, and writing to the empty mount point would fill the SD card.
-    pub create_root: bool,
     /// After a successful backup, keep only this many (the newest).
     pub keep: Option<usize>,
 }
@@ -57,7 +52,7 @@ pub fn take(data_dir: &Path, root: &Path, opts: &Options) -> Result<Outcome, Bac
             db_path.display()
         )));
     }
-    prepare_root(data_dir, root, opts.create_root)?;
+    prepare_root(data_dir, root)?;
     let _lock = super::lock_root(root)?;
     super::sweep_leftovers(root)?;
     let previous = super::list_complete(root)
@@ -92,7 +87,9 @@ pub fn take(data_dir: &Path, root: &Path, opts: &Options) -> Result<Outcome, Bac
     })
 }
 
-fn prepare_root(data_dir: &Path, root: &Path, create: bool) -> Result<(), BackupError> {
+/// The backup dir must exist already: a missing one is usually a USB disk that is not
+/// mounted, and writing to the empty mount point would fill the SD card.
+fn prepare_root(data_dir: &Path, root: &Path) -> Result<(), BackupError> {
     if let (Some(r), Ok(d)) = (resolve(root), data_dir.canonicalize())
         && r.starts_with(&d)
     {
@@ -104,14 +101,11 @@ fn prepare_root(data_dir: &Path, root: &Path, create: bool) -> Result<(), Backup
         )));
     }
     if !root.exists() {
-        if !create {
-            return Err(BackupError::Refused(format!(
-                "backup directory {} does not exist (is the disk mounted?); create it, \
-                 or give a directory: perch backup DIR",
-                root.display()
-            )));
-        }
-        files::private_dir_all(root).map_err(|e| BackupError::io(root.display(), e))?;
+        return Err(BackupError::Refused(format!(
+            "backup directory {} does not exist (is the disk mounted?); create it first \
+             (install -d -m 0700 DIR)",
+            root.display()
+        )));
     }
     if !root.is_dir() {
         return Err(BackupError::Refused(format!(
@@ -430,10 +424,7 @@ mod tests {
     }
 
     fn opts(keep: Option<usize>) -> Options {
-        Options {
-            create_root: true,
-            keep,
-        }
+        Options { keep }
     }
 
     #[test]

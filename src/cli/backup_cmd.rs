@@ -15,19 +15,13 @@ fn msg(e: impl std::fmt::Display) -> CliError {
 }
 
 pub fn backup(config: &Config, dir: Option<PathBuf>, keep: Option<usize>) -> Result<(), CliError> {
-    let create_root = dir.is_some();
     let root = dir.or_else(|| config.backup_dir.clone()).ok_or_else(|| {
         msg("where to? give a directory (perch backup /mnt/usb/perch-backups) or set backup_dir")
     })?;
     if keep == Some(0) {
         return Err(msg("--keep must be at least 1"));
     }
-    let out = snapshot::take(
-        &config.data_dir,
-        &root,
-        &snapshot::Options { create_root, keep },
-    )
-    .map_err(msg)?;
+    let out = snapshot::take(&config.data_dir, &root, &snapshot::Options { keep }).map_err(msg)?;
     let m = &out.manifest;
     let blobs = m
         .files
@@ -59,6 +53,14 @@ pub fn backup(config: &Config, dir: Option<PathBuf>, keep: Option<usize>) -> Res
     );
     if !out.pruned.is_empty() {
         println!("  removed older backups: {}", out.pruned.join(", "));
+    }
+    if backup::on_same_disk(&config.data_dir, &root) {
+        eprintln!(
+            "perch: warning: {} is on the same disk as the data ({}): this backup protects \
+             against mistakes, not against that disk failing; keep copies on another disk",
+            root.display(),
+            config.data_dir.display()
+        );
     }
     if !m.missing_blobs.is_empty() {
         eprintln!(

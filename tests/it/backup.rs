@@ -195,6 +195,7 @@ async fn backup_while_writing_then_restore_holds_every_acknowledged_write() {
     // blobs are copied, not hard-linked.
     let other = other_filesystem();
     let backups = other.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
     let fresh = dir.path().join("fresh");
     let server = Arc::new(start(&data).await);
 
@@ -445,9 +446,55 @@ fn account_and_backup(root: &Path) -> (PathBuf, PathBuf) {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let backups = root.join("backups");
+    std::fs::create_dir(&backups).unwrap();
     let o = perch(&["backup", s(&backups), "--dev", "--data-dir", s(&data)]);
     assert!(o.status.success(), "{}", text(&o));
     (data, only_backup(&backups))
+}
+
+/// `perch backup DIR` refuses a missing DIR, as the schedule does (the empty mount point of
+/// an unmounted USB disk would fill the SD card) and creates nothing; a backup on the data's
+/// own disk says that it does not survive that disk.
+#[test]
+fn backup_refuses_a_missing_directory_and_warns_about_the_same_disk() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = account_and_backup(dir.path());
+    let missing = dir.path().join("usb").join("perch-backups");
+    let o = perch(&["backup", s(&missing), "--dev", "--data-dir", s(&data)]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("does not exist (is the disk mounted?)"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.path().join("usb").exists(), "nothing created");
+
+    let o = perch(&[
+        "backup",
+        s(&dir.path().join("backups")),
+        "--dev",
+        "--data-dir",
+        s(&data),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("is on the same disk as the data"),
+        "{}",
+        text(&o)
+    );
+
+    let other = other_filesystem();
+    let elsewhere =
+        std::fs::metadata(other.path()).unwrap().dev() != std::fs::metadata(&data).unwrap().dev();
+    let o = perch(&["backup", s(other.path()), "--dev", "--data-dir", s(&data)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        text(&o).contains("is on the same disk as the data"),
+        !elsewhere,
+        "{}",
+        text(&o)
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -773,6 +820,7 @@ async fn measure_backup_of_10k_records() {
         ("another filesystem, second backup", other.path().join("b2")),
     ] {
         let t = Instant::now();
+        std::fs::create_dir_all(&target).unwrap();
         let o = perch(&["backup", s(&target), "--dev", "--data-dir", s(&data)]);
         assert!(o.status.success(), "{}", text(&o));
         eprintln!(

@@ -121,6 +121,7 @@ async fn restoring_an_older_backup_continues_seq_and_rev_and_announces_sync() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
 
     let mut live = Launch::default().start(&data);
     let password = live.dev_account().expect("the dev account line").password;
