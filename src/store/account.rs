@@ -341,25 +341,20 @@ pub fn action_token_valid(
     Ok(exp.is_some_and(|e| e >= now))
 }
 
-/// Uses up a code: true if it existed for `purpose` and had not expired.
+/// Uses up a code: true if it existed for `purpose` and had not expired. An expired one
+/// is removed too.
 pub fn take_action_token(
     conn: &Db,
     purpose: &str,
     token: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let exp: Option<i64> = conn
-        .query_row(
-            "SELECT expires_at FROM action_token WHERE purpose = ?1 AND token = ?2",
-            [purpose, token],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let valid = action_token_valid(conn, purpose, token, now)?;
     conn.execute(
         "DELETE FROM action_token WHERE purpose = ?1 AND token = ?2",
         [purpose, token],
     )?;
-    Ok(exp.is_some_and(|e| e >= now))
+    Ok(valid)
 }
 
 /// Removes the account and everything it owns (repo, records, blob rows, sessions, app

@@ -374,24 +374,30 @@ async fn an_unchanged_put_record_commits_nothing() {
     assert!(changed.commit.is_some());
 }
 
+/// Stores the account row of `DID` with `status`.
+fn account_row(
+    c: &Db,
+    status: crate::store::account::AccountStatus,
+) -> Result<(), crate::store::StoreError> {
+    crate::store::account::create_account(
+        c,
+        &crate::store::account::Account {
+            did: DID.into(),
+            handle: "alice.test".into(),
+            email: None,
+            email_confirmed_at: None,
+            password_hash: "x".into(),
+            status,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+        },
+    )
+}
+
 #[tokio::test]
 async fn an_account_that_is_not_active_takes_no_writes() {
     let (_dir, store, writer, _key) = setup().await;
     writer
-        .exec(|c, _| {
-            crate::store::account::create_account(
-                c,
-                &crate::store::account::Account {
-                    did: DID.into(),
-                    handle: "alice.test".into(),
-                    email: None,
-                    email_confirmed_at: None,
-                    password_hash: "x".into(),
-                    status: crate::store::account::AccountStatus::Active,
-                    created_at: "2026-01-01T00:00:00.000Z".into(),
-                },
-            )
-        })
+        .exec(|c, _| account_row(c, crate::store::account::AccountStatus::Active))
         .await
         .unwrap();
     one(&writer, create("a", "while active")).await.unwrap();
@@ -430,18 +436,7 @@ async fn deleting_the_account_leaves_only_the_deletion_on_the_firehose() {
     let (_dir, store, writer, _key) = setup().await;
     writer
         .exec(|c, _| {
-            crate::store::account::create_account(
-                c,
-                &crate::store::account::Account {
-                    did: DID.into(),
-                    handle: "alice.test".into(),
-                    email: None,
-                    email_confirmed_at: None,
-                    password_hash: "x".into(),
-                    status: crate::store::account::AccountStatus::Active,
-                    created_at: "2026-01-01T00:00:00.000Z".into(),
-                },
-            )?;
+            account_row(c, crate::store::account::AccountStatus::Active)?;
             crate::store::account::insert_action_token(c, "delete_account", "AAAAA-BBBBB", 2000, 1)
         })
         .await
@@ -474,20 +469,7 @@ async fn a_moving_account_without_a_repo_gets_the_empty_one_once() {
     let key = Arc::new(Keypair::from_secret_bytes(KeyType::K256, &[1u8; 32]).unwrap());
     // What an older perch's createAccount left: the account, deactivated, and no repo.
     writer
-        .exec(|c, _| {
-            crate::store::account::create_account(
-                c,
-                &crate::store::account::Account {
-                    did: DID.into(),
-                    handle: "alice.test".into(),
-                    email: None,
-                    email_confirmed_at: None,
-                    password_hash: "x".into(),
-                    status: crate::store::account::AccountStatus::Deactivated,
-                    created_at: "2026-01-01T00:00:00.000Z".into(),
-                },
-            )
-        })
+        .exec(|c, _| account_row(c, crate::store::account::AccountStatus::Deactivated))
         .await
         .unwrap();
     writer
