@@ -41,6 +41,8 @@ pub struct App {
     pub subscriber_slots: Arc<crate::http::subscribers::SubscriberSlots>,
     /// Whole-repo exports running (getRepo, getCheckout, getBlocks).
     pub exports: Arc<crate::api::exports::ExportSlots>,
+    /// OAuth's in-memory state (nonces, proof replay cache, client metadata, rate budgets).
+    pub oauth_state: crate::oauth::OAuthState,
     /// Other identities' DID documents, kept a few minutes.
     did_cache: Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>,
 }
@@ -122,6 +124,7 @@ impl App {
                 crate::api::exports::EXPORTS_PER_ADDRESS,
             ),
             did_cache: Mutex::new(std::collections::HashMap::new()),
+            oauth_state: crate::oauth::OAuthState::new(&jwt_secret),
             handles: crate::identity::handles::HandleResolver::new(dns_override),
             net,
             config,
@@ -219,6 +222,19 @@ impl App {
             net: &self.net,
             repo_key: &self.repo_key,
             jwt_secret: &self.jwt_secret,
+            service_did: &self.service_did,
+        }
+    }
+
+    /// The OAuth service, over this server's parts.
+    pub fn oauth(&self) -> crate::oauth::OAuth<'_> {
+        crate::oauth::OAuth {
+            config: &self.config,
+            store: &self.store,
+            writer: &self.writer,
+            net: &self.net,
+            state: &self.oauth_state,
+            accounts: self.accounts(),
             service_did: &self.service_did,
         }
     }

@@ -7,8 +7,8 @@
 //! `keys`, `fsutil`, `identity`, `net`, `auth`, `addr`, `hasher`, `config`,
 //! `metrics`. Layer 3 (services): `writer`, `firehose`, `account`,
 //! `uploads`, `migrate`, `crawl`, `tls`, `notify`, `backup`,
-//! `firstboot`. `app` is the
-//! composition root. Layer 4 (faces): `xrpc`, `api`, `http`, `cli`.
+//! `firstboot`, `oauth`. `app` is the
+//! composition root. Layer 4 (faces): `xrpc`, `api`, `web`, `http`, `cli`.
 
 pub mod account;
 pub mod addr;
@@ -37,11 +37,13 @@ pub mod metrics;
 pub mod migrate;
 pub mod net;
 pub mod notify;
+pub mod oauth;
 pub mod repo;
 pub mod store;
 pub mod syntax;
 pub mod tid;
 pub mod tls;
 pub mod uploads;
+pub mod web;
 pub mod writer;
 pub mod xrpc;

@@ -261,6 +261,52 @@ impl Net {
         }
     }
 
+    /// GET `url` with a small size cap and a short deadline for the whole exchange (a
+    /// document anyone can make perch fetch, like an OAuth client's metadata); redirects
+    /// are not followed. Returns status, headers and body.
+    pub async fn get_small(
+        &self,
+        url: &str,
+        accept: &str,
+        max_bytes: usize,
+        deadline: Duration,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), NetError> {
+        let uri = self.check(url)?;
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .header(header::ACCEPT, accept)
+            .header(
+                header::USER_AGENT,
+                concat!("perch/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| NetError::Request(url.into(), e.to_string()))?;
+        let fetch = async {
+            let resp = self.send(req).await?;
+            let status = resp.status();
+            if let Some(len) = resp
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                && len > max_bytes as u64
+            {
+                return Err(NetError::TooLarge(url.into()));
+            }
+            let (parts, body) = resp.into_parts();
+            let bytes = Limited::new(body, max_bytes)
+                .collect()
+                .await
+                .map_err(|_| NetError::TooLarge(url.into()))?
+                .to_bytes();
+            Ok((status, parts.headers, bytes))
+        };
+        tokio::time::timeout(deadline, fetch)
+            .await
+            .map_err(|_| NetError::Timeout(url.into()))?
+    }
+
     /// Send `body` (JSON) with `method`; returns status and (capped) body.
     pub async fn json(
         &self,

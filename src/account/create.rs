@@ -134,6 +134,8 @@ impl Accounts<'_> {
                         account::delete_app_password(c, &p.name)?;
                     }
                 }
+                // Apps signed in over OAuth and browsers signed in to its pages too.
+                crate::store::oauth::delete_all_grants(c)?;
                 account::delete_all_refresh_tokens(c)
             })
             .await?;

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use rand_core::OsRng;
 
 use super::{AccountError, Accounts};
+use crate::auth::permissions::Permissions;
 use crate::auth::{self, AuthError, Scope};
 use crate::hasher::DUMMY_PHC;
 use crate::store::account::{self, Account, AccountStatus, RefreshToken};
@@ -21,13 +22,18 @@ const REFRESH_GRACE_SECS: i64 = 2 * 60 * 60;
 pub struct Session {
     pub did: String,
     pub handle: String,
+    /// For a password session, what the password was; an OAuth session counts as an app
+    /// password's here and is judged by its `permissions`.
     pub scope: Scope,
+    /// What an OAuth grant allows (None: a password or app-password session).
+    pub permissions: Option<Permissions>,
 }
 
 impl Session {
-    /// Account management needs the main password's session, not an app password's.
+    /// Account management needs the main password's session, not an app password's (nor an
+    /// app's over OAuth, unless a permission says otherwise: the caller checks those).
     pub fn is_full(&self) -> bool {
-        !self.scope.is_app_password()
+        self.permissions.is_none() && !self.scope.is_app_password()
     }
 }
 
@@ -293,7 +299,26 @@ impl Accounts<'_> {
             did: acct.did,
             handle: acct.handle,
             scope: claims.scope,
+            permissions: None,
         })
+    }
+
+    /// Checks the account's own password (never an app password) for a sign-in outside
+    /// XRPC (the OAuth sign-in page), behind the login limiter.
+    pub async fn check_owner_password(
+        &self,
+        ip: IpAddr,
+        what: &'static str,
+        password: String,
+    ) -> Result<Account, AccountError> {
+        let acct = self
+            .store
+            .read(account::get_account)
+            .await?
+            .ok_or(AccountError::NoSuchAccount)?;
+        self.check_password(ip, what, &acct, password, async { Ok(()) })
+            .await?;
+        Ok(acct)
     }
 
     /// Checks the account password of `acct` for an action without a session (account

@@ -10,13 +10,20 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{HandlerResult, auth};
+use super::HandlerResult;
+use super::auth::{self, Permit};
 use crate::app::App;
 use crate::store::account;
 use crate::xrpc::{JSON_LIMIT, XrpcError, XrpcRequest, XrpcResponse};
 
 const PERSONAL_DETAILS: &str = "app.bsky.actor.defs#personalDetailsPref";
 const DECLARED_AGE: &str = "app.bsky.actor.defs#declaredAgePref";
+
+/// Preferences belong to the AppView's namespace: an app's permission to call them names
+/// the AppView as their audience, as if the call went there.
+pub(super) fn appview(app: &App) -> String {
+    format!("{}#bsky_appview", app.config.appview_did)
+}
 
 fn pref_type(p: &Value) -> Option<&str> {
     p.get("$type").and_then(Value::as_str)
@@ -29,6 +36,7 @@ fn allowed(pref_type: Option<&str>, full_access: bool) -> bool {
 
 pub async fn get_preferences(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     let session = auth::require_user(&app, &req).await?;
+    session.permit_rpc(&req.nsid, &appview(&app))?;
     let full = !session.scope.is_app_password();
     let mut prefs = stored(&app).await?;
     let birth_date = prefs
@@ -54,6 +62,7 @@ pub async fn get_preferences(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
 
 pub async fn put_preferences(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let session = auth::require_user(&app, &req).await?;
+    session.permit_rpc(&req.nsid, &appview(&app))?;
     let full = !session.scope.is_app_password();
     let body: Value = req.json(JSON_LIMIT).await?;
     let Some(prefs) = body.get("preferences").and_then(Value::as_array) else {

@@ -8,7 +8,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::HandlerResult;
-use super::auth::RequireFull;
+use super::auth::{IdentityAttr, Permit};
 use crate::account::PlcCode;
 use crate::app::App;
 use crate::identity::plc::directory::Directory;
@@ -200,6 +200,9 @@ struct UpdateHandleInput {
 
 pub async fn update_handle(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let session = super::auth::require_user(&app, &req).await?;
+    if session.permissions.is_some() {
+        session.permit_identity(IdentityAttr::Handle)?;
+    }
     let input: UpdateHandleInput = req.json(crate::xrpc::JSON_LIMIT).await?;
     syntax::validate_handle(&input.handle)
         .map_err(|e| XrpcError::lexicon("InvalidHandle", e.to_string()))?;
@@ -269,7 +272,7 @@ async fn plc_set_handle(app: &App, did: &str, handle: &str) -> Result<(), XrpcEr
 
 pub async fn request_plc_operation_signature(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     let s = super::auth::require_user(&app, &req).await?;
-    s.require_full()?;
+    s.permit_identity(IdentityAttr::Any)?;
     let token = app.accounts().new_plc_code().await?;
     tracing::warn!(
         "PLC operation token for {} (valid 1 h): {token} — also available with `perch account plc-token`",
@@ -281,7 +284,7 @@ pub async fn request_plc_operation_signature(app: Arc<App>, req: XrpcRequest) ->
 pub async fn sign_plc_operation(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     use crate::identity::plc;
     let s = super::auth::require_user(&app, &req).await?;
-    s.require_full()?;
+    s.permit_identity(IdentityAttr::Any)?;
     if !s.did.starts_with("did:plc:") {
         return Err(XrpcError::invalid_request("the account is not a did:plc"));
     }
@@ -346,6 +349,9 @@ pub async fn sign_plc_operation(app: Arc<App>, mut req: XrpcRequest) -> HandlerR
 pub async fn submit_plc_operation(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     use crate::identity::plc;
     let s = super::auth::require_user(&app, &req).await?;
+    if s.permissions.is_some() {
+        s.permit_identity(IdentityAttr::Any)?;
+    }
     if !s.did.starts_with("did:plc:") {
         return Err(XrpcError::invalid_request("the account is not a did:plc"));
     }

@@ -9,7 +9,7 @@ use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::auth::{RequireFull, now, require_user};
+use super::auth::{AccountAction, AccountAttr, Permit, now, require_user};
 use crate::app::App;
 use crate::auth::Scope;
 use crate::crypto::PublicKey;
@@ -199,7 +199,7 @@ async fn commit_keys(app: &App, did: &str) -> Result<Vec<PublicKey>, XrpcError> 
 /// checked before anything is stored.
 pub async fn import_repo(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let session = require_user(&app, &req).await?;
-    session.require_full()?;
+    session.permit_account(AccountAttr::Repo, AccountAction::Manage)?;
     let ct = req.header("content-type").unwrap_or("");
     if !ct.starts_with("application/vnd.ipld.car") {
         return Err(XrpcError::invalid_request(
@@ -271,7 +271,7 @@ pub async fn did_points_here(app: &App, did: &str) -> Result<(), String> {
 /// `#sync`, and the relays are asked to crawl.
 pub async fn activate_account(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     let session = require_user(&app, &req).await?;
-    session.require_full()?;
+    session.require_password_session()?;
     let acct = app
         .account()
         .await?
@@ -298,7 +298,7 @@ pub async fn activate_account(app: Arc<App>, req: XrpcRequest) -> HandlerResult 
 /// not acted on: deleting is `perch`'s owner's call.
 pub async fn deactivate_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let session = require_user(&app, &req).await?;
-    session.require_full()?;
+    session.require_password_session()?;
     let _: Value = req.json(JSON_LIMIT).await.unwrap_or(Value::Null);
     let acct = app
         .account()
@@ -315,7 +315,7 @@ pub async fn deactivate_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerR
 /// server; the code goes to the server's log (journalctl -u perch), which only the owner reads.
 pub async fn request_account_delete(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     let session = require_user(&app, &req).await?;
-    session.require_full()?;
+    session.require_password_session()?;
     let token = app
         .accounts()
         .new_code(crate::account::Purpose::DeleteAccount)

@@ -15,7 +15,7 @@ use rand_core::OsRng;
 use serde::Deserialize;
 
 use super::HandlerResult;
-use super::auth;
+use super::auth::{self, Permit};
 use crate::app::App;
 use crate::identity::resolve::{self, ResolveError};
 use crate::xrpc::{JSON_LIMIT, XrpcError, XrpcRequest, XrpcResponse};
@@ -45,6 +45,7 @@ pub async fn unregister_push(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
 
 async fn push(app: Arc<App>, mut req: XrpcRequest, lxm: &'static str) -> HandlerResult {
     let session = auth::require_user(&app, &req).await?;
+    session.permit_rpc(lxm, &super::actor::appview(&app))?;
     let body: serde_json::Value = req.json(JSON_LIMIT).await?;
     let input: PushInput = serde_json::from_value(body.clone())
         .map_err(|e| XrpcError::invalid_request(format!("Invalid input: {e}")))?;

@@ -11,7 +11,7 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use rand_core::OsRng;
 
 use super::HandlerResult;
-use super::auth;
+use super::auth::{self, Permit};
 use crate::app::App;
 use crate::net::NetError;
 use crate::xrpc::{Body, RECORD_LIMIT, XrpcError, XrpcRequest, XrpcResponse};
@@ -119,10 +119,14 @@ pub async fn forward(app: Arc<App>, mut req: XrpcRequest, query: Option<String>)
         return Err(XrpcError::invalid_token("Bad token method"));
     }
     let session = auth::require_user(&app, &req).await?;
-    if crate::auth::methods::is_privileged(&req.nsid) && !session.scope.is_privileged() {
+    if session.permissions.is_none()
+        && crate::auth::methods::is_privileged(&req.nsid)
+        && !session.scope.is_privileged()
+    {
         return Err(XrpcError::invalid_token("Bad token method"));
     }
     let (endpoint, aud) = target(&app, &req).await?;
+    session.permit_rpc(&req.nsid, &aud)?;
     let now = auth::now();
     let token = crate::auth::mint_service_auth(
         &app.repo_key,

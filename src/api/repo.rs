@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::HandlerResult;
-use super::auth::{self, Session};
+use super::auth::{self, Permit, RepoAction, Session};
 use crate::app::App;
 use crate::cbor::{self, Ipld};
 use crate::cid::{self, Cid};
@@ -151,6 +151,7 @@ pub async fn create_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult
     let input: CreateInput = req.json(WRITE_BODY_LIMIT).await?;
     check_repo(&session, &input.repo)?;
     check_collection(&input.collection)?;
+    session.permit_repo(&input.collection, RepoAction::Create)?;
     let rkey = match input.rkey {
         Some(r) => {
             check_rkey(&r)?;
@@ -194,6 +195,9 @@ pub async fn put_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let input: PutInput = req.json(WRITE_BODY_LIMIT).await?;
     check_repo(&session, &input.repo)?;
     check_collection(&input.collection)?;
+    // A put creates or replaces: both are asked for (as the reference does).
+    session.permit_repo(&input.collection, RepoAction::Create)?;
+    session.permit_repo(&input.collection, RepoAction::Update)?;
     check_rkey(&input.rkey)?;
     let record = record_value(&input.collection, &input.record)?;
     let status = validated(&input.collection, &input.rkey, &record, input.validate)?;
@@ -228,6 +232,7 @@ pub async fn delete_record(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult
     let input: DeleteInput = req.json(JSON_LIMIT).await?;
     check_repo(&session, &input.repo)?;
     check_collection(&input.collection)?;
+    session.permit_repo(&input.collection, RepoAction::Delete)?;
     check_rkey(&input.rkey)?;
     let swap_record = opt_cid("swapRecord", input.swap_record.as_deref())?;
     let swap_commit = opt_cid("swapCommit", input.swap_commit.as_deref())?;
@@ -297,6 +302,7 @@ pub async fn apply_writes(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult 
         // whole call.
         let op = match t {
             "com.atproto.repo.applyWrites#create" => {
+                session.permit_repo(&collection, RepoAction::Create)?;
                 let rkey = rkey
                     .clone()
                     .unwrap_or_else(|| crate::tid::now().to_string());
@@ -309,6 +315,7 @@ pub async fn apply_writes(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult 
                 }
             }
             "com.atproto.repo.applyWrites#update" => {
+                session.permit_repo(&collection, RepoAction::Update)?;
                 let rkey = need_rkey()?;
                 let record = value()?;
                 statuses.push(validated(&collection, &rkey, &record, input.validate)?);
@@ -321,6 +328,7 @@ pub async fn apply_writes(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult 
                 }
             }
             "com.atproto.repo.applyWrites#delete" => {
+                session.permit_repo(&collection, RepoAction::Delete)?;
                 statuses.push(Status::Skipped);
                 WriteOp::Delete {
                     rkey: need_rkey()?,
@@ -503,8 +511,9 @@ pub async fn describe_repo(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
 }
 
 pub async fn upload_blob(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
-    let _session = auth::require_user_or_service(&app, &req, "com.atproto.repo.uploadBlob").await?;
+    let session = auth::require_user_or_service(&app, &req, "com.atproto.repo.uploadBlob").await?;
     let declared = req.header("content-type").map(str::to_owned);
+    session.permit_blob(declared.as_deref().unwrap_or("application/octet-stream"))?;
     let expected = req.content_length()?;
     let body = req
         .body

@@ -7,10 +7,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::HandlerResult;
-use super::auth::{self as session_auth, RequireFull, Session, now};
+use super::auth::{self as session_auth, Permit, Session, now};
 use crate::account::LoggedIn;
 use crate::app::App;
-use crate::auth::{self, Scope};
+use crate::auth;
 use crate::store::{
     self,
     account::{self, Account},
@@ -31,14 +31,14 @@ pub async fn describe_server(app: Arc<App>, _req: XrpcRequest) -> HandlerResult 
 
 /// A session as createSession and refreshSession answer it.
 pub(super) async fn session_body(app: &App, done: &LoggedIn) -> Value {
-    let mut v = account_body(app, &done.account, done.scope).await;
+    let mut v = account_body(app, &done.account, !done.scope.is_app_password()).await;
     v["accessJwt"] = Value::String(done.tokens.access.clone());
     v["refreshJwt"] = Value::String(done.tokens.refresh.clone());
     v
 }
 
-/// The account as getSession answers it (what `scope` may see).
-async fn account_body(app: &App, acct: &Account, scope: Scope) -> Value {
+/// The account as getSession answers it (the email only where the session may see it).
+async fn account_body(app: &App, acct: &Account, email: bool) -> Value {
     let mut v = json!({
         "handle": acct.handle,
         "did": acct.did,
@@ -47,9 +47,7 @@ async fn account_body(app: &App, acct: &Account, scope: Scope) -> Value {
         "emailAuthFactor": false,
         "active": acct.is_active(),
     });
-    if !scope.is_app_password()
-        && let Some(e) = &acct.email
-    {
+    if email && let Some(e) = &acct.email {
         v["email"] = Value::String(e.clone());
     }
     if !acct.is_active() {
@@ -79,7 +77,9 @@ pub async fn get_session(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
         .account()
         .await?
         .ok_or_else(|| XrpcError::invalid_token("Token could not be verified"))?;
-    Ok(XrpcResponse::Json(account_body(&app, &acct, s.scope).await))
+    Ok(XrpcResponse::Json(
+        account_body(&app, &acct, s.sees_email()).await,
+    ))
 }
 
 pub async fn refresh_session(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
@@ -103,7 +103,7 @@ struct CreateAppPasswordInput {
 
 pub async fn create_app_password(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     let s: Session = session_auth::require_user(&app, &req).await?;
-    s.require_full()?;
+    s.require_password_session()?;
     let input: CreateAppPasswordInput = req.json(JSON_LIMIT).await?;
     let made = app
         .accounts()
@@ -118,7 +118,9 @@ pub async fn create_app_password(app: Arc<App>, mut req: XrpcRequest) -> Handler
 }
 
 pub async fn list_app_passwords(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
-    session_auth::require_user(&app, &req).await?;
+    session_auth::require_user(&app, &req)
+        .await?
+        .refuse_oauth()?;
     let list = app.accounts().app_passwords().await?;
     let passwords: Vec<Value> = list
         .into_iter()
@@ -133,7 +135,9 @@ struct RevokeInput {
 }
 
 pub async fn revoke_app_password(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
-    session_auth::require_user(&app, &req).await?;
+    session_auth::require_user(&app, &req)
+        .await?
+        .refuse_oauth()?;
     let input: RevokeInput = req.json(JSON_LIMIT).await?;
     app.accounts().revoke_app_password(&input.name).await?;
     Ok(XrpcResponse::Empty)
@@ -155,7 +159,13 @@ pub async fn get_service_auth(app: Arc<App>, req: XrpcRequest) -> HandlerResult 
                 .map_err(|_| XrpcError::invalid_request("exp must be an integer"))
         })
         .transpose()?;
-    if let Some(l) = &lxm
+    if s.permissions.is_some() {
+        // An app's token is for one method it was granted, never a blanket one.
+        let l = lxm.as_deref().ok_or_else(|| {
+            XrpcError::invalid_request("apps signed in with OAuth must name the method (lxm)")
+        })?;
+        s.permit_rpc(l, &aud)?;
+    } else if let Some(l) = &lxm
         && auth::methods::is_privileged(l)
         && !s.scope.is_privileged()
     {

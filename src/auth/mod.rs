@@ -7,9 +7,11 @@
 //! passwords belongs to the account layer.
 
 pub mod app_password;
+pub mod dpop;
 pub mod limiter;
 pub mod methods;
 pub mod password;
+pub mod permissions;
 pub mod service_auth;
 pub mod tokens;
 

@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::store::account as account_rows;
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         // A Pi has 1–4 cores; the writer and blocking pool add their own.
         .worker_threads(2)
@@ -24,11 +24,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::Message(format!("cannot start the runtime: {e}")))
 }
 
-fn msg(e: impl std::fmt::Display) -> CliError {
+pub(super) fn msg(e: impl std::fmt::Display) -> CliError {
     CliError::Message(e.to_string())
 }
 
-async fn open(config: Config) -> Result<Arc<App>, CliError> {
+pub(super) async fn open(config: Config) -> Result<Arc<App>, CliError> {
     App::open(config).await.map_err(msg)
 }
 

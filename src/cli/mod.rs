@@ -1,6 +1,7 @@
 //! The command line: argument definitions (the only module that names `clap`), logging setup
 //! and dispatch to the commands.
 
+mod apps_cmd;
 pub mod backup_cmd;
 pub mod commands;
 pub mod config_cmd;
@@ -211,12 +212,28 @@ pub enum AccountCommand {
     /// Manage app passwords
     #[command(subcommand)]
     AppPassword(AppPasswordCommand),
+    /// Apps signed in with OAuth ("Sign in with your handle"): list them, or end one
+    Apps {
+        #[command(subcommand)]
+        cmd: Option<AppsCommand>,
+    },
     /// Print a one-time token (valid 1 h) for com.atproto.identity.signPlcOperation
     /// (what other servers send by email; needed to move the account away)
     PlcToken,
     /// Print a one-time invite code (valid 7 days) that lets a migration tool create your
     /// account here with createAccount (`perch migrate in` makes its own)
     Invite,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppsCommand {
+    /// List the signed-in apps (the default)
+    List,
+    /// Sign an app out at once: its tokens stop working, and it must ask again
+    Revoke {
+        /// The grant id `perch account apps` prints
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -377,6 +394,10 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
             }
             AppPasswordCommand::List => commands::app_password_list(config),
             AppPasswordCommand::Revoke { name } => commands::app_password_revoke(config, name),
+        },
+        Command::Account(AccountCommand::Apps { cmd }) => match cmd {
+            None | Some(AppsCommand::List) => apps_cmd::list(config),
+            Some(AppsCommand::Revoke { id }) => apps_cmd::revoke(config, id),
         },
         Command::Status => commands::status(config),
         Command::RequestCrawl => commands::request_crawl(config),

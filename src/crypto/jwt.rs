@@ -160,6 +160,15 @@ impl Jwt {
         key.verify(self.signing_input.as_bytes(), &self.signature)
     }
 
+    /// Verifies an ES256 / ES256K signature as JOSE does (either S; see
+    /// [`PublicKey::verify_jose`]): for OAuth's DPoP proofs and client assertions.
+    pub fn verify_jose(&self, key: &PublicKey) -> Result<(), CryptoError> {
+        if self.alg != key.key_type().jwt_alg() {
+            return Err(CryptoError::BadJwtAlg(self.alg.clone()));
+        }
+        key.verify_jose(self.signing_input.as_bytes(), &self.signature)
+    }
+
     /// Verifies an HS256 signature in constant time. An empty secret is refused so that
     /// a missing configuration value can never make tokens forgeable.
     pub fn verify_hs256(&self, secret: &[u8]) -> Result<(), CryptoError> {

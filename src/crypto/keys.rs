@@ -321,6 +321,35 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// JOSE verification (RFC 7518 ES256 / RFC 8812 ES256K) of a signature over
+    /// SHA-256(msg): 64-byte `r‖s`, either S. JWS has no low-S rule, and WebCrypto signs
+    /// with either half, so OAuth's DPoP proofs and client assertions need this; atproto's
+    /// own signatures (records, commits, service auth) keep [`PublicKey::verify`].
+    pub fn verify_jose(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+        if sig.len() != 64 {
+            return Err(CryptoError::BadSignature);
+        }
+        let digest = Sha256::digest(msg);
+        match &self.inner {
+            PublicInner::K256(vk) => {
+                let sig = k256::ecdsa::Signature::from_slice(sig)
+                    .map_err(|_| CryptoError::BadSignature)?;
+                let sig = sig.normalize_s().unwrap_or(sig);
+                vk.verify_prehash(&digest, &sig)
+                    .map_err(|_| CryptoError::BadSignature)
+            }
+            PublicInner::P256(vk) => {
+                let sig = p256::ecdsa::Signature::from_slice(sig)
+                    .map_err(|_| CryptoError::BadSignature)?;
+                let sig = sig.normalize_s().unwrap_or(sig);
+                vk.verify_prehash(&digest, &sig)
+                    .map_err(|_| CryptoError::BadSignature)
+            }
+        }
+    }
+}
+
 /// Decodes `z` + base58btc (Bitcoin alphabet), refusing oversized input.
 fn decode_base58btc_multibase(value: &str) -> Option<Vec<u8>> {
     if value.len() > MAX_MULTIBASE_LEN {

@@ -101,6 +101,30 @@ fn high_s_rejected_on_both_curves() {
 }
 
 #[test]
+fn jose_verification_takes_either_s_and_nothing_else() {
+    for kt in BOTH {
+        let key = Keypair::generate(kt, &mut OsRng);
+        let sig = key.sign(b"msg");
+        let flipped = flip_s(kt, &sig);
+        let public = key.public_key();
+        assert_eq!(public.verify_jose(b"msg", &sig), Ok(()));
+        assert_eq!(
+            public.verify_jose(b"msg", &flipped),
+            Ok(()),
+            "{kt:?} high-S"
+        );
+        assert_eq!(
+            public.verify_jose(b"other", &flipped),
+            Err(CryptoError::BadSignature)
+        );
+        assert_eq!(
+            public.verify_jose(b"msg", &flipped[..63]),
+            Err(CryptoError::BadSignature)
+        );
+    }
+}
+
+#[test]
 fn p256_library_alone_accepts_high_s() {
     // Documents why verify() checks S itself: plain p256 verification accepts it.
     let key = Keypair::generate(KeyType::P256, &mut OsRng);

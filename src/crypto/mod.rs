@@ -3,6 +3,7 @@
 //! Everything here is pure: no clock reads and no randomness of its own. Callers pass
 //! the current time and an RNG, which keeps the code deterministic under test.
 
+pub mod jwk;
 pub mod jwt;
 pub mod keys;
 

@@ -29,7 +29,15 @@ pub async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let client = client_ip(&app.config.trusted_proxies, req.headers(), peer);
+    let dpop = req.headers().contains_key("dpop");
     let mut resp = route(Arc::clone(&app), req, client).await;
+    if dpop
+        && !resp.headers().contains_key("dpop-nonce")
+        && let Ok(v) = HeaderValue::from_str(&app.oauth_state.nonce())
+    {
+        // DPoP clients pick up nonce rotations from any answer.
+        resp.headers_mut().insert("dpop-nonce", v);
+    }
     app.metrics
         .record_request(resp.status().as_u16(), started.elapsed());
     let too_large = resp.status() == StatusCode::PAYLOAD_TOO_LARGE;
@@ -220,6 +228,7 @@ async fn route(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Respo
             crate::api::identity::well_known_atproto_did(&app, &req).await
         }
         "/.well-known/did.json" => crate::api::identity::well_known_did_json(&app).await,
+        p if crate::web::handles(p) => crate::web::route(app, req, peer.ip()).await,
         "/xrpc/com.atproto.sync.subscribeRepos" => {
             super::websocket::subscribe_repos(app, req, peer.ip()).await
         }

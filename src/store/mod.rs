@@ -10,6 +10,7 @@
 pub mod account;
 pub mod blobs;
 mod db;
+pub mod oauth;
 pub mod repo;
 mod schema;
 pub mod snapshot;

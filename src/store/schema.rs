@@ -118,6 +118,54 @@ const MIGRATIONS: &[Step] = &[
     Step::Code(seq_into_event_bodies),
     // 5: the records written after a rev (read-after-write patches proxied reads with them).
     Step::Sql("CREATE INDEX record_rev ON record (rev);"),
+    // 6: OAuth (`crate::oauth`): pushed requests through sign-in and consent to the code
+    // exchange, the grants apps hold, values that must never come back, remembered consent,
+    // and browsers signed in to the sign-in page.
+    Step::Sql(
+        r#"
+    CREATE TABLE oauth_request (
+        id TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        params TEXT NOT NULL,
+        dpop_jkt TEXT NOT NULL,
+        client_key TEXT,
+        expires_at INTEGER NOT NULL,
+        code_hash TEXT UNIQUE,
+        grant_id TEXT
+    );
+    CREATE TABLE oauth_grant (
+        id TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        client_name TEXT,
+        scope TEXT NOT NULL,
+        dpop_jkt TEXT NOT NULL,
+        client_key TEXT,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        refresh_hash TEXT NOT NULL UNIQUE,
+        refresh_expires_at INTEGER NOT NULL
+    );
+    CREATE TABLE oauth_used (
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        grant_id TEXT,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, value)
+    ) WITHOUT ROWID;
+    CREATE TABLE oauth_consent (
+        client_id TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        granted_at INTEGER NOT NULL,
+        PRIMARY KEY (client_id, scope)
+    ) WITHOUT ROWID;
+    CREATE TABLE oauth_device (
+        id_hash TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

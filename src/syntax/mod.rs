@@ -9,6 +9,7 @@
 mod aturi;
 mod cid;
 mod datetime;
+pub mod form;
 mod ident;
 mod language;
 

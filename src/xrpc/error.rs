@@ -11,6 +11,8 @@ pub struct XrpcError {
     pub message: String,
     /// Seconds, for 429 responses.
     pub retry_after: Option<u64>,
+    /// A `WWW-Authenticate` challenge other than the default `Bearer` (DPoP errors).
+    pub www_authenticate: Option<String>,
 }
 
 impl XrpcError {
@@ -20,6 +22,7 @@ impl XrpcError {
             error,
             message: message.into(),
             retry_after: None,
+            www_authenticate: None,
         }
     }
     pub fn invalid_request(m: impl Into<String>) -> Self {

@@ -82,7 +82,13 @@ impl XrpcError {
         {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if let Some(v) = self
+            .www_authenticate
+            .as_deref()
+            .and_then(|c| header::HeaderValue::from_str(c).ok())
+        {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        } else if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),

@@ -42,34 +42,8 @@ pub struct XrpcRequest {
 const READ_AHEAD: usize = 16 * 1024;
 
 fn decode_query(q: &str) -> Result<Vec<(String, String)>, XrpcError> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((percent_decode(k)?, percent_decode(v)?))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> Result<String, XrpcError> {
-    let bad = || XrpcError::invalid_request("malformed query string");
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = b.get(i + 1..i + 3).ok_or_else(bad)?;
-                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| bad())
+    crate::syntax::form::decode_form(q)
+        .ok_or_else(|| XrpcError::invalid_request("malformed query string"))
 }
 
 impl XrpcRequest {

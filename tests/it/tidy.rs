@@ -35,9 +35,10 @@ const LAYERS: &[(u8, &[&str])] = &[
             "notify",
             "backup",
             "firstboot",
+            "oauth",
         ],
     ),
-    (4, &["xrpc", "api", "http", "cli"]),
+    (4, &["xrpc", "api", "web", "http", "cli"]),
 ];
 const ROOT: &str = "app";
 

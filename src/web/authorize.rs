@@ -1,0 +1,259 @@
+//! The pages' requests: `GET /oauth/authorize` (sign-in or consent, or straight back to the
+//! app when the owner already approved it), and the two forms. Forms are accepted only from
+//! this server's own pages: a matching form token (bound to the browser's cookie and the
+//! request), and, where the browser says where the form came from, this origin.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+use super::{form, header_str, no_store, pages, rate};
+use crate::app::App;
+use crate::oauth::rate::Kind;
+use crate::oauth::{Decision, OAuthError, Prompt, View};
+use crate::syntax::form::{decode_form, percent_encode};
+use crate::xrpc::{self, Body};
+
+const COOKIE: &str = "perch_device";
+
+fn server(app: &App) -> String {
+    app.config.hostname.clone()
+}
+
+/// The browser's device id, from its cookie.
+fn device(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+}
+
+fn cookie(id: &str) -> String {
+    format!(
+        "{COOKIE}={id}; Path=/oauth; Max-Age={}; HttpOnly; Secure; SameSite=Lax",
+        crate::oauth::DEVICE_LIFETIME
+    )
+}
+
+/// `form-action` must name where a form's redirects lead too (browsers check each hop), so
+/// the app's redirect target is allowed beside this origin.
+fn form_action(redirect_uri: &str) -> String {
+    match crate::oauth::client::parse_url(redirect_uri) {
+        Some(u) => match u.port {
+            Some(p) => format!("{}://{}:{p}", u.scheme, u.host),
+            None => format!("{}://{}", u.scheme, u.host),
+        },
+        None => redirect_uri
+            .split_once(':')
+            .map(|(scheme, _)| format!("{scheme}:"))
+            .unwrap_or_default(),
+    }
+}
+
+fn html(status: StatusCode, markup: maud::Markup, redirect_uri: Option<&str>) -> Response<Body> {
+    let mut r = Response::new(xrpc::full(markup.into_string()));
+    *r.status_mut() = status;
+    let extra = redirect_uri.map(form_action).unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {extra}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(csp.trim()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Not `no-referrer`: with it, browsers send `Origin: null` on the pages' own forms.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    no_store(&mut r);
+    r
+}
+
+fn error_page(app: &App, e: &OAuthError) -> Response<Body> {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = html(status, pages::error(&e.description, &server(app)), None);
+    if let Some(s) = e.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    r
+}
+
+fn see_other(location: &str) -> Response<Body> {
+    let mut r = Response::new(xrpc::full(""));
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    no_store(&mut r);
+    r
+}
+
+fn with_cookie(mut r: Response<Body>, id: Option<&str>) -> Response<Body> {
+    if let Some(id) = id
+        && let Ok(v) = HeaderValue::from_str(&cookie(id))
+    {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+fn render(app: &App, view_is_consent: bool, prompt: &Prompt) -> Response<Body> {
+    let markup = if view_is_consent {
+        pages::consent(prompt, &server(app))
+    } else {
+        pages::sign_in(prompt, &server(app))
+    };
+    let status = if prompt.error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    let r = html(status, markup, Some(&prompt.redirect_uri));
+    with_cookie(r, prompt.new_device.as_deref())
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+pub(super) async fn show(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    if let Err(e) = rate(&app, peer, Kind::Page) {
+        return error_page(&app, &e);
+    }
+    let Some(query) = decode_form(req.uri().query().unwrap_or("")) else {
+        return error_page(&app, &OAuthError::invalid_request("Malformed query"));
+    };
+    let (client_id, request_uri) = (param(&query, "client_id"), param(&query, "request_uri"));
+    let oauth = app.oauth();
+    match oauth
+        .authorize(client_id, request_uri, device(&req).as_deref())
+        .await
+    {
+        Ok(View::Redirect(url)) => see_other(&url),
+        Ok(View::SignIn(p)) => render(&app, false, &p),
+        Ok(View::Consent(p)) => render(&app, true, &p),
+        Err(e) => error_page(&app, &e),
+    }
+}
+
+/// Whether the browser says the form came from this origin (or says nothing, as older
+/// browsers and some privacy settings do: the form token still has to match).
+fn same_origin(app: &App, req: &Request<Incoming>) -> bool {
+    let origin_ok = header_str(req, "origin").is_none_or(|o| o == app.oauth().issuer());
+    let site_ok = header_str(req, "sec-fetch-site").is_none_or(|s| s == "same-origin");
+    origin_ok && site_ok
+}
+
+pub(super) async fn sign_in(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    if let Err(e) = rate(&app, peer, Kind::Page) {
+        return error_page(&app, &e);
+    }
+    if !same_origin(&app, &req) {
+        return error_page(
+            &app,
+            &OAuthError::access_denied("The form was sent from another site"),
+        );
+    }
+    let dev = device(&req);
+    let f = match form(req, peer).await {
+        Ok(f) => f,
+        Err(e) => return error_page(&app, &e),
+    };
+    let (client_id, request_uri) = (param(&f, "client_id"), param(&f, "request_uri"));
+    let oauth = app.oauth();
+    let outcome = oauth
+        .sign_in(
+            peer,
+            client_id,
+            request_uri,
+            dev.as_deref(),
+            param(&f, "csrf"),
+            param(&f, "password").to_owned(),
+        )
+        .await;
+    match outcome {
+        Ok(Ok(new_device)) => {
+            let back = format!(
+                "/oauth/authorize?client_id={}&request_uri={}",
+                percent_encode(client_id),
+                percent_encode(request_uri)
+            );
+            with_cookie(see_other(&back), Some(&new_device))
+        }
+        Ok(Err(prompt)) => render(&app, false, &prompt),
+        Err(e) => error_page(&app, &e),
+    }
+}
+
+pub(super) async fn consent(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    if let Err(e) = rate(&app, peer, Kind::Page) {
+        return error_page(&app, &e);
+    }
+    if !same_origin(&app, &req) {
+        return error_page(
+            &app,
+            &OAuthError::access_denied("The form was sent from another site"),
+        );
+    }
+    let dev = device(&req);
+    let f = match form(req, peer).await {
+        Ok(f) => f,
+        Err(e) => return error_page(&app, &e),
+    };
+    let decision = Decision {
+        allow: param(&f, "decision") == "allow",
+        remember: param(&f, "remember") == "1",
+    };
+    let oauth = app.oauth();
+    match oauth
+        .decide(
+            param(&f, "client_id"),
+            param(&f, "request_uri"),
+            dev.as_deref(),
+            param(&f, "csrf"),
+            decision,
+        )
+        .await
+    {
+        Ok(url) => see_other(&url),
+        Err(e) => error_page(&app, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_action_names_the_redirect_target() {
+        assert_eq!(
+            form_action("https://app.example.com/cb?x=1"),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            form_action("http://127.0.0.1:4000/cb"),
+            "http://127.0.0.1:4000"
+        );
+        assert_eq!(form_action("com.example.app:/callback"), "com.example.app:");
+    }
+}

@@ -1,0 +1,130 @@
+//! The web face: the OAuth endpoints (JSON, for apps) and the sign-in and consent pages
+//! (HTML, for the owner's browser). Parsing and rendering only; what is decided is the
+//! `oauth` service's.
+
+mod authorize;
+mod endpoints;
+pub mod pages;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::app::App;
+use crate::oauth::OAuthError;
+use crate::oauth::rate::Kind;
+use crate::xrpc::{self, Body, XrpcRequest};
+
+/// Form bodies are small: a PAR with a long scope and a client assertion is a few KiB.
+const FORM_LIMIT: usize = 16 * 1024;
+
+/// Whether `path` is one this face answers.
+pub fn handles(path: &str) -> bool {
+    path.starts_with("/oauth/") || path.starts_with("/.well-known/oauth-")
+}
+
+pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    match (method, path.as_str()) {
+        (Method::GET | Method::HEAD, "/.well-known/oauth-protected-resource") => {
+            endpoints::protected_resource(&app)
+        }
+        (Method::GET | Method::HEAD, "/.well-known/oauth-authorization-server") => {
+            endpoints::authorization_server(&app)
+        }
+        (Method::POST, "/oauth/par") => endpoints::par(app, req, peer).await,
+        (Method::POST, "/oauth/token") => endpoints::token(app, req, peer).await,
+        (Method::POST, "/oauth/revoke") => endpoints::revoke(app, req, peer).await,
+        (Method::GET, "/oauth/authorize") => authorize::show(app, req, peer).await,
+        (Method::POST, "/oauth/authorize/sign-in") => authorize::sign_in(app, req, peer).await,
+        (Method::POST, "/oauth/authorize/consent") => authorize::consent(app, req, peer).await,
+        (Method::GET | Method::HEAD, "/oauth/style.css") => {
+            let mut r = Response::new(xrpc::full(pages::STYLE));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            );
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            );
+            r
+        }
+        (_, p) if endpoints::is_endpoint(p) => oauth_error(&OAuthError::new(
+            405,
+            "invalid_request",
+            "Method not allowed",
+        )),
+        _ => xrpc::XrpcError::not_found("NotFound", "Not Found").into_response(),
+    }
+}
+
+/// An OAuth error as JSON (RFC 6749 §5.2).
+pub(crate) fn oauth_error(e: &OAuthError) -> Response<Body> {
+    let body = serde_json::json!({ "error": e.error, "error_description": e.description });
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = xrpc::json_response(status, body.to_string());
+    if let Some(s) = e.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    no_store(&mut r);
+    r
+}
+
+fn no_store(r: &mut Response<Body>) {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// Takes one request from the address's budget for `kind`.
+fn rate(app: &App, peer: IpAddr, kind: Kind) -> Result<(), OAuthError> {
+    app.oauth_state
+        .rate
+        .take(peer, kind, crate::clock::unix_millis())
+        .map_err(OAuthError::rate_limited)
+}
+
+/// A form body (`application/x-www-form-urlencoded`), bounded in size and time.
+async fn form(req: Request<Incoming>, peer: IpAddr) -> Result<Vec<(String, String)>, OAuthError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let mut x = XrpcRequest::new(
+        "oauth".into(),
+        parts.method,
+        None,
+        parts.headers,
+        peer,
+        Some(body),
+    )
+    .map_err(|e| OAuthError::invalid_request(e.message))?;
+    let bytes = x
+        .bytes(FORM_LIMIT)
+        .await
+        .map_err(|e| OAuthError::new(e.status.as_u16(), "invalid_request", e.message))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| OAuthError::invalid_request("the form is not UTF-8"))?;
+    crate::syntax::form::decode_form(text)
+        .ok_or_else(|| OAuthError::invalid_request("the form is malformed"))
+}
+
+fn header_str<'r>(req: &'r Request<Incoming>, name: &str) -> Option<&'r str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
