@@ -9,9 +9,13 @@
 #     (@atproto/pds, installed by scripts/bench/install.sh) with a kill and
 #     resume, `perch migrate out`, and a move in driven step by step by the
 #     official client (tests/client/migrate-flow.mjs), each checked with it;
-#  4. tests/frontdoor/run.sh: slowloris / slow body / slow read with
+#  4. tests/oauth/run.sh: OAuth with the official @atproto/oauth-client-node
+#     through the sign-in and consent pages in headless Chromium, and the
+#     protocol's negative cases (screenshots in target/oauth-screenshots);
+#  5. tests/frontdoor/run.sh: slowloris / slow body / slow read with
 #     slowhttptest, and a testssl review of the HTTPS listener.
-# Needs Rust and Node.js 20+ with npm; the ACME tests need Debian's pebble and
+# Needs Rust and Node.js 20+ with npm (Node 22 and the reference PDS come from
+# scripts/bench/install.sh), Debian's chromium for the OAuth pages; the ACME tests need Debian's pebble and
 # the front-door checks slowhttptest, testssl.sh, curl, jq (skipped with a
 # notice when absent, except under CI).
 set -euo pipefail
@@ -21,4 +25,5 @@ cargo test --locked "$@"
 cargo build --locked
 PERCH_BIN="$PWD/target/debug/perch" bash tests/client/run.sh
 PERCH_BIN="$PWD/target/debug/perch" bash tests/migrate/run.sh
+PERCH_BIN="$PWD/target/debug/perch" bash tests/oauth/run.sh
 PERCH_BIN="$PWD/target/debug/perch" bash tests/frontdoor/run.sh

@@ -236,6 +236,7 @@ impl App {
             state: &self.oauth_state,
             accounts: self.accounts(),
             service_did: &self.service_did,
+            dns: self.handles.dns(),
         }
     }
 

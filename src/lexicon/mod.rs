@@ -7,6 +7,7 @@
 //! `lexicons/` (`scripts/lexicons/`), compiled into the binary and parsed once, on first
 //! use. [`Catalog::check_record`] is what the write paths call.
 
+pub mod permission_set;
 mod sample;
 pub mod schema;
 mod validate;

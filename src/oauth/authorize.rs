@@ -40,6 +40,8 @@ pub struct Prompt {
     /// Where the app wants the browser back (the pages' `form-action` must allow it).
     pub redirect_uri: String,
     pub permissions: Permissions,
+    /// What the permission sets it includes say they are for.
+    pub set_lines: Vec<String>,
     pub handle: String,
     /// The form token for this browser and request.
     pub csrf: String,
@@ -96,6 +98,7 @@ impl OAuth<'_> {
         let client = self.client(client_id).await?;
         let permissions =
             Permissions::parse(&params.scope).map_err(|e| OAuthError::server(e.to_string()))?;
+        let set_lines = self.set_descriptions(&permissions).await;
         let handle = self
             .accounts
             .store
@@ -117,6 +120,7 @@ impl OAuth<'_> {
                 request_uri: request_uri.to_owned(),
                 redirect_uri: params.redirect_uri.clone(),
                 permissions,
+                set_lines,
                 handle,
                 new_device,
                 error: None,

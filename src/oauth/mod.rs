@@ -8,7 +8,8 @@
 //!   face, `web`);
 //! - `token`: codes for tokens, refresh with rotation, revocation, the grants list;
 //! - `resource`: the check every `Authorization: DPoP` request makes;
-//! - `proof`: DPoP proofs at the endpoints (nonce, replay);
+//! - `proof`: DPoP proofs at the endpoints (nonce, replay), client assertions;
+//! - `sets`: `include:` permission sets, resolved, cached and expanded;
 //! - `rate`: per-address request budgets for the endpoints anyone can call.
 //!
 //! State that must survive a restart (requests, grants, used values, consent, signed-in
@@ -21,6 +22,7 @@ mod par;
 mod proof;
 pub mod rate;
 mod resource;
+mod sets;
 mod token;
 
 use std::sync::{Arc, Mutex};
@@ -155,6 +157,7 @@ pub struct OAuthState {
     replay_endpoints: Mutex<ReplayCache>,
     replay_api: Mutex<ReplayCache>,
     clients: client::ClientCache,
+    sets: sets::SetCache,
     pub rate: rate::Budgets,
     /// Signs access tokens (derived, so a legacy session token can never pass for one).
     access_key: [u8; 32],
@@ -172,6 +175,7 @@ impl OAuthState {
             replay_endpoints: Mutex::new(ReplayCache::new(REPLAY_CAPACITY)),
             replay_api: Mutex::new(ReplayCache::new(REPLAY_CAPACITY)),
             clients: client::ClientCache::default(),
+            sets: sets::SetCache::default(),
             rate: rate::Budgets::default(),
             access_key: derive(server_secret, b"perch oauth access token"),
             form_key: derive(server_secret, b"perch oauth form"),
@@ -203,6 +207,8 @@ pub struct OAuth<'a> {
     pub accounts: Accounts<'a>,
     /// This server's DID, the audience of its access tokens.
     pub service_did: &'a str,
+    /// The DNS server for `_lexicon` lookups (tests only; the system's otherwise).
+    pub dns: Option<std::net::SocketAddr>,
 }
 
 impl OAuth<'_> {

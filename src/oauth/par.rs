@@ -124,12 +124,7 @@ impl OAuth<'_> {
                 "the scope asks for more than the client's metadata declares",
             ));
         }
-        if let Some(i) = perms.includes().first() {
-            return Err(OAuthError::invalid_scope(format!(
-                "permission sets (include:{}) are not supported by this server yet",
-                i.nsid
-            )));
-        }
+        self.check_sets(&perms).await?;
         let response_mode = match single(form, "response_mode")? {
             None | Some("query") => "query",
             Some("fragment") => "fragment",

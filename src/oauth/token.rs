@@ -202,8 +202,9 @@ impl OAuth<'_> {
             return Err(OAuthError::invalid_grant("Code already used"));
         }
         tracing::info!("oauth: {} signed in ({})", client.client_id, grant.scope);
+        let access_scope = self.expanded_scope(&grant.scope).await?;
         Ok(TokenResponse {
-            access_token: self.mint_access(&did, &grant, t),
+            access_token: self.mint_access(&did, &grant, &access_scope, t),
             refresh_token: client.refresh_tokens.then_some(refresh),
             expires_in: super::ACCESS_LIFETIME,
             scope: grant.scope,
@@ -284,8 +285,9 @@ impl OAuth<'_> {
         if !rotated {
             return Err(OAuthError::invalid_grant("Refresh token already used"));
         }
+        let access_scope = self.expanded_scope(&grant.scope).await?;
         Ok(TokenResponse {
-            access_token: self.mint_access(&did, &grant, t),
+            access_token: self.mint_access(&did, &grant, &access_scope, t),
             refresh_token: Some(refresh),
             expires_in: super::ACCESS_LIFETIME,
             scope: grant.scope,
@@ -363,12 +365,14 @@ impl OAuth<'_> {
             .ok_or_else(|| OAuthError::access_denied("This server has no account"))
     }
 
-    fn mint_access(&self, did: &str, grant: &Grant, t: i64) -> String {
+    /// `scope`: what the token allows (the grant's scope with its permission sets
+    /// expanded); the token response names the grant's scope itself.
+    fn mint_access(&self, did: &str, grant: &Grant, scope: &str, t: i64) -> String {
         let mut claims = Map::new();
         claims.insert("iss".into(), self.issuer().into());
         claims.insert("aud".into(), self.service_did.into());
         claims.insert("sub".into(), did.into());
-        claims.insert("scope".into(), grant.scope.clone().into());
+        claims.insert("scope".into(), scope.into());
         claims.insert("client_id".into(), grant.client_id.clone().into());
         claims.insert("cnf".into(), json!({ "jkt": grant.dpop_jkt }));
         claims.insert("sid".into(), grant.id.clone().into());

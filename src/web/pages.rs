@@ -108,6 +108,9 @@ pub fn consent(prompt: &Prompt, server: &str) -> Markup {
             p { "Signed in as " strong { "@" (prompt.handle) } "." }
             h2 { "It will be able to" }
             ul class="permissions" {
+                @for line in &prompt.set_lines {
+                    li { (line) }
+                }
                 @for line in prompt.permissions.describe() {
                     li { (line) }
                 }

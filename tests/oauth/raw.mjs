@@ -151,6 +151,7 @@ export class RawClient {
     if (res.status === 303) {
       location = res.headers.get('location')
     } else {
+      this.consentHtml = html
       const consent = await submit('/oauth/authorize/consent', {
         client_id: this.clientId,
         request_uri: requestUri,

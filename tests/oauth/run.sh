@@ -4,7 +4,9 @@
 #   official.test.mjs      @atproto/oauth-client-node + headless Chromium (puppeteer-core,
 #                          Debian's chromium) through the sign-in and consent pages;
 #   protocol.test.mjs      the negative cases, a hand-made client bending one thing at a time;
-#   confidential.test.mjs  a private_key_jwt client whose metadata the test serves on loopback.
+#   confidential.test.mjs  a private_key_jwt client whose metadata the test serves on loopback;
+#   sets.test.mjs          include: permission sets, published by the account itself and
+#                          found through a DNS server on loopback (dns-server.mjs).
 # A second perch without PERCH_ALLOW_LOOPBACK (the production guard on) takes the
 # private-address client_id case. Screenshots of the pages land in target/oauth-screenshots.
 #
@@ -80,6 +82,12 @@ wait_ready() {
   done
 }
 
+# A DNS server for the `_lexicon` TXT records of permission sets (filled below).
+echo '{}' >"$WORK/dns.json"
+start_bg "$WORK/dns.log" node "$HERE/dns-server.mjs" --records "$WORK/dns.json" --port-file "$WORK/dns.port"
+until [[ -s $WORK/dns.port ]]; do sleep 0.1; done
+DNS="127.0.0.1:$(cat "$WORK/dns.port")"
+
 # The PLC directory.
 start_bg "$WORK/plc.log" node "$ROOT/tests/client/plc-server.mjs" --port 0 --port-file "$WORK/plc.port"
 until [[ -s $WORK/plc.port ]]; do sleep 0.1; done
@@ -97,7 +105,9 @@ env "${ENVS[@]}" "$PERCH_BIN" account create --dev --data-dir "$DATA" --listen "
   die "perch account create failed: $(cat "$WORK/account-create.log")"
 DID=$(grep -oE 'did:plc:[a-z2-7]{24}' "$WORK/account-create.log" | head -n 1)
 [[ -n $DID ]] || die "no DID in the account create output"
-start_bg "$WORK/perch.log" env "${ENVS[@]}" "$PERCH_BIN" serve --dev --data-dir "$DATA" \
+# The account publishes the test's permission sets (NSIDs under test.alice.*).
+printf '{"_lexicon.alice.test": ["did=%s"]}\n' "$DID" >"$WORK/dns.json"
+start_bg "$WORK/perch.log" env "${ENVS[@]}" PERCH_DNS_RESOLVER="$DNS" "$PERCH_BIN" serve --dev --data-dir "$DATA" \
   --listen "127.0.0.1:$port"
 wait_ready "$LAST_PID" "$URL/xrpc/_health"
 

@@ -3,6 +3,7 @@
 
 mod crypto;
 mod data_model;
+mod lexicon;
 mod mst;
 mod plc;
 mod syntax;
