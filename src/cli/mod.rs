@@ -195,8 +195,8 @@ pub enum AccountCommand {
         #[arg(long, value_enum)]
         did_method: Option<DidMethod>,
     },
-    /// Change the login password and sign out every session (asks for the new password
-    /// on the terminal)
+    /// Change the login password and sign out every session and OAuth app (asks for the
+    /// new password on the terminal)
     SetPassword {
         /// New password (visible to other local users: prefer the prompt or
         /// --password-stdin)

@@ -282,6 +282,28 @@ test('revocation: /oauth/revoke and `perch account apps revoke` end a grant at o
   const refused = await d.xrpc('POST', 'com.atproto.repo.createRecord', { token: t2.access_token, body: post })
   assert.equal(refused.status, 401)
   assert.doesNotMatch(perch('account', 'apps'), new RegExp(id))
+
+  // A password change signs every app out (then the password is put back).
+  const e = newClient('atproto repo:app.bsky.feed.threadgate')
+  const t3 = await e.signIn()
+  assert.equal((await e.xrpc('GET', 'com.atproto.server.getSession', { token: t3.access_token })).status, 200)
+  const setPassword = (pw) =>
+    execFileSync(
+      process.env.PERCH_BIN,
+      ['account', 'set-password', '--password-stdin', '--dev', '--data-dir', process.env.PERCH_DATA_DIR],
+      {
+        env: { ...process.env, PERCH_PASSWORD: '', PERCH_ALLOW_LOOPBACK: '1', NO_COLOR: '1' },
+        input: `${pw}\n`,
+        encoding: 'utf8',
+      },
+    )
+  setPassword(`${env.password}-changed`)
+  try {
+    assert.equal((await e.xrpc('GET', 'com.atproto.server.getSession', { token: t3.access_token })).status, 401)
+    assert.equal((await e.refresh(t3.refresh_token)).body.error, 'invalid_grant')
+  } finally {
+    setPassword(env.password)
+  }
 })
 
 test('consent is remembered per app and scope; denial sends the app an error', async () => {
