@@ -163,6 +163,8 @@ fn main() {
     }
     let validate_sample_s = secs(t) / samples.len() as f64;
 
+    let (bearer_us, dpop_us) = token_checks();
+
     let mb = |bytes: usize, s: f64| bytes as f64 / 1e6 / s;
     let mut out = serde_json::json!({
         "n": n,
@@ -179,10 +181,72 @@ fn main() {
         "lexicon_post_us": validate_post_s * 1e6,
         "lexicon_200_posts_ms": validate_200_s * 1e3,
         "lexicon_generated_record_us": validate_sample_s * 1e6,
+        "auth_bearer_token_us": bearer_us,
+        "auth_dpop_proof_us": dpop_us,
+        "auth_dpop_over_bearer": dpop_us / bearer_us,
     });
     for (alg, s, v) in sig_stats {
         out[format!("{alg}_sign_per_sec")] = s.into();
         out[format!("{alg}_verify_per_sec")] = v.into();
     }
     println!("{out}");
+}
+
+/// What authenticating one call costs before the database is asked: a password session's
+/// HS256 access token, against an OAuth call's DPoP proof (ES256 over P-256, the JWK
+/// thumbprint, the token hash and the nonce). Microseconds each.
+fn token_checks() -> (f64, f64) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use perch::auth::dpop;
+    let rounds = 2000;
+    let secret = [7u8; 32];
+    let now = 1_800_000_000;
+    let token = perch::auth::mint_access(
+        &secret,
+        "did:plc:abcdefghijklmnopqrstuvwx",
+        "did:web:pds.example.com",
+        perch::auth::Scope::Access,
+        "session",
+        now,
+    );
+    let t = Instant::now();
+    for _ in 0..rounds {
+        black_box(perch::auth::verify_access(
+            &secret,
+            &token,
+            "did:web:pds.example.com",
+            now,
+        ))
+        .expect("valid token");
+    }
+    let bearer = secs(t) / f64::from(rounds) * 1e6;
+
+    let key = Keypair::generate(KeyType::P256, &mut rand_core::OsRng);
+    let nonces = dpop::Nonces::new([9u8; 32]);
+    let url = "https://pds.example.com/xrpc/com.atproto.repo.createRecord";
+    let header = serde_json::json!({
+        "typ": "dpop+jwt", "alg": "ES256", "jwk": perch::crypto::jwk::jwk_of(&key.public_key())
+    });
+    let claims = serde_json::json!({
+        "jti": "bench", "htm": "POST", "htu": url, "iat": now,
+        "nonce": nonces.current(now), "ath": dpop::access_token_hash(&token),
+    });
+    let input = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    );
+    let proof = format!("{input}.{}", B64.encode(key.sign(input.as_bytes())));
+    let t = Instant::now();
+    for _ in 0..rounds {
+        let p = black_box(dpop::verify_proof(&proof, "POST", url, now)).expect("valid proof");
+        assert!(nonces.is_valid(p.nonce.as_deref().unwrap_or(""), now));
+        assert_eq!(
+            p.ath.as_deref(),
+            Some(dpop::access_token_hash(&token).as_str())
+        );
+    }
+    let dpop = secs(t) / f64::from(rounds) * 1e6;
+    (bearer, dpop)
 }

@@ -340,11 +340,14 @@ impl PublicKey {
                     .map_err(|_| CryptoError::BadSignature)
             }
             PublicInner::P256(vk) => {
-                let sig = p256::ecdsa::Signature::from_slice(sig)
-                    .map_err(|_| CryptoError::BadSignature)?;
-                let sig = sig.normalize_s().unwrap_or(sig);
-                vk.verify_prehash(&digest, &sig)
-                    .map_err(|_| CryptoError::BadSignature)
+                // ring's fixed-size ECDSA takes either S, as JOSE does.
+                let point = vk.to_encoded_point(false);
+                ring::signature::UnparsedPublicKey::new(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED,
+                    point.as_bytes(),
+                )
+                .verify(msg, sig)
+                .map_err(|_| CryptoError::BadSignature)
             }
         }
     }

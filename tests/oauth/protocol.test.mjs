@@ -377,3 +377,30 @@ async function serve(handler) {
   await new Promise((r) => s.listen(0, '127.0.0.1', r))
   return { port: s.address().port, close: () => s.close() }
 }
+
+test('the endpoints anyone can call are rate-limited per address', async () => {
+  // The guarded server (no PERCH_ALLOW_LOOPBACK) counts loopback callers like any other.
+  const saved = env.url
+  env.url = process.env.PERCH_GUARDED_URL
+  try {
+    const statuses = []
+    for (let i = 0; i < 40; i++) {
+      const r = await fetch(`${env.url}/oauth/par`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'client_id=http%3A%2F%2Flocalhost',
+      })
+      statuses.push(r.status)
+      if (r.status === 429) {
+        assert.ok(Number(r.headers.get('retry-after')) >= 1)
+        assert.equal((await r.json()).error, 'rate_limited')
+        break
+      }
+    }
+    assert.equal(statuses.at(-1), 429, `statuses: ${statuses}`)
+    assert.ok(statuses.length > 20, 'a burst is allowed first')
+  } finally {
+    env.url = saved
+  }
+})
+
