@@ -86,6 +86,7 @@ impl Permit for Session {
                 let attr = match attr {
                     AccountAttr::Email => "email",
                     AccountAttr::Repo => "repo",
+                    AccountAttr::Status => "status",
                 };
                 let action = match action {
                     AccountAction::Read => "read",

@@ -78,6 +78,10 @@ const ALL_REPO_ACTIONS: [RepoAction; 3] =
 pub enum AccountAttr {
     Email,
     Repo,
+    /// Whether the account is active (the reference accepts it; perch parses it so such
+    /// apps can sign in, and grants nothing with it: (de)activation stays for password
+    /// sessions).
+    Status,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -605,7 +609,8 @@ fn parse_account(raw: &RawToken<'_>) -> Result<AccountGrant, ScopeError> {
     let attr = match attr.as_str() {
         "email" => AccountAttr::Email,
         "repo" => AccountAttr::Repo,
-        _ => return Err(raw.invalid("attr", &attr, "`email` or `repo`")),
+        "status" => AccountAttr::Status,
+        _ => return Err(raw.invalid("attr", &attr, "`email`, `repo` or `status`")),
     };
     let action = match raw.single("action", false)?.as_deref() {
         None | Some("read") => AccountAction::Read,

@@ -26,6 +26,8 @@ const MAX_URI_LEN: usize = 2048;
 /// Fetches of client documents running at once, at most.
 const MAX_FETCHES: usize = 4;
 
+type KeyList = Arc<Vec<Map<String, Value>>>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppType {
     Web,
@@ -381,6 +383,8 @@ fn check_redirect(
 #[derive(Default)]
 pub struct ClientCache {
     entries: Mutex<HashMap<String, (Instant, Arc<Client>)>>,
+    /// Confidential clients' keys fetched from their `jwks_uri`, by URI.
+    keys: Mutex<HashMap<String, (Instant, KeyList)>>,
     fetching: std::sync::atomic::AtomicUsize,
 }
 
@@ -485,7 +489,14 @@ impl OAuth<'_> {
         let Some(uri) = &client.jwks_uri else {
             return Ok(vec![]);
         };
-        let (status, _, body) = self
+        let cache = &self.state.clients.keys;
+        if let Ok(map) = cache.lock()
+            && let Some((until, keys)) = map.get(uri)
+            && Instant::now() < *until
+        {
+            return Ok(keys.as_ref().clone());
+        }
+        let (status, headers, body) = self
             .net
             .get_small(uri, "application/json", MAX_METADATA_BYTES, FETCH_DEADLINE)
             .await
@@ -495,11 +506,21 @@ impl OAuth<'_> {
                 "jwks_uri answered {status}"
             )));
         }
-        serde_json::from_slice::<Value>(&body)
+        let keys = serde_json::from_slice::<Value>(&body)
             .ok()
             .as_ref()
             .and_then(jwk_list)
-            .ok_or_else(|| OAuthError::invalid_client("jwks_uri holds no keys"))
+            .ok_or_else(|| OAuthError::invalid_client("jwks_uri holds no keys"))?;
+        let keep = ttl(&headers);
+        if !keep.is_zero()
+            && let Ok(mut map) = cache.lock()
+        {
+            if map.len() >= CACHE_ENTRIES {
+                map.clear();
+            }
+            map.insert(uri.clone(), (Instant::now() + keep, Arc::new(keys.clone())));
+        }
+        Ok(keys)
     }
 }
 

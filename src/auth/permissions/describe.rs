@@ -92,6 +92,10 @@ pub(super) fn account_line(attr: AccountAttr, action: AccountAction) -> &'static
         (AccountAttr::Repo, AccountAction::Manage) => {
             "Replace your whole repository (import a repository)"
         }
+        (AccountAttr::Status, AccountAction::Read) => "See whether your account is active",
+        (AccountAttr::Status, AccountAction::Manage) => {
+            "See whether your account is active (changing it stays with you)"
+        }
     }
 }
 

@@ -164,6 +164,9 @@ fn account_scopes() {
     assert!(p.email_readable());
     assert_eq!(p.describe()[1], "Read your email address");
 
+    let s = parse("account:status?action=manage");
+    assert!(s.allows_account(AccountAttr::Status, AccountAction::Read));
+    assert!(!s.allows_account(AccountAttr::Repo, AccountAction::Read));
     let p = parse("account:repo?action=manage");
     assert!(p.allows_account(AccountAttr::Repo, AccountAction::Manage));
     assert!(p.allows_account(AccountAttr::Repo, AccountAction::Read));
@@ -407,7 +410,7 @@ fn refusals() {
         ("blob:image/png/x", "accept"),
         ("blob:image/p*", "accept"),
         ("blob?accept=image/%20png", "accept"),
-        ("account:status", "attr"),
+        ("account:profile", "attr"),
         ("account:email?action=write", "action"),
         ("identity:email", "attr"),
         ("include:*", "nsid"),
