@@ -28,7 +28,33 @@ pub(super) fn msg(e: impl std::fmt::Display) -> CliError {
     CliError::Message(e.to_string())
 }
 
+/// Opens the data directory of a server that exists. Only `serve`, `init` and `account
+/// create` make one: any other command given a mistyped `--data-dir` (or run before `perch
+/// init`) must say so, not leave a fresh database and keys behind and carry on.
 pub(super) async fn open(config: Config) -> Result<Arc<App>, CliError> {
+    let dir = &config.data_dir;
+    let db = dir.join("perch.sqlite");
+    match db.try_exists() {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(msg(format!(
+                "no perch data in {}: run `sudo perch init` first, or give the right --data-dir",
+                dir.display()
+            )));
+        }
+        Err(e) => {
+            return Err(msg(format!(
+                "cannot look into {} ({e}): run perch as the user that owns it \
+                 (`sudo -u perch perch …`) or with sudo",
+                dir.display()
+            )));
+        }
+    }
+    open_or_create(config).await
+}
+
+/// Opens the data directory, creating it (database, keys) when there is none.
+async fn open_or_create(config: Config) -> Result<Arc<App>, CliError> {
     App::open(config).await.map_err(msg)
 }
 
@@ -58,7 +84,7 @@ pub fn serve(config: Config, config_file: Option<std::path::PathBuf>) -> Result<
     }
     runtime()?.block_on(async move {
         let listen = config.listen;
-        let app = open(config).await?;
+        let app = open_or_create(config).await?;
         if app.config.dev
             && app.config.plc_url.is_empty()
             && app.account().await.map_err(msg)?.is_none()
@@ -270,7 +296,7 @@ pub fn account_create(
     did_method: DidMethod,
 ) -> Result<(), CliError> {
     runtime()?.block_on(async move {
-        let app = open(config).await?;
+        let app = open_or_create(config).await?;
         match app
             .accounts()
             .create(&handle, &password, email, method(did_method))

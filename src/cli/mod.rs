@@ -185,9 +185,13 @@ pub enum AccountCommand {
         /// Handle, e.g. alice.example.com
         #[arg(long)]
         handle: String,
-        /// Login password
+        /// Login password, at least 8 characters (visible to other local users: prefer the
+        /// prompt or --password-stdin)
+        #[arg(long, env = "PERCH_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Read the password from the first line of standard input
         #[arg(long)]
-        password: String,
+        password_stdin: bool,
         /// Contact email
         #[arg(long)]
         email: Option<String>,
@@ -367,9 +371,14 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
         Command::Account(AccountCommand::Create {
             handle,
             password,
+            password_stdin,
             email,
             did_method,
         }) => {
+            // One rule for every password the owner sets (init, set-password, here), checked
+            // before anything is created.
+            let password =
+                init::new_password(password, password_stdin).map_err(CliError::Message)?;
             let did_method = did_method.unwrap_or(if config.plc_url.is_empty() {
                 DidMethod::Web
             } else {
@@ -563,7 +572,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(Cli::try_parse_from(["perch", "account", "create", "--handle", "a.b"]).is_err());
+        // The password may come from stdin or the prompt; the handle may not be left out.
+        assert!(Cli::try_parse_from(["perch", "account", "create", "--password-stdin"]).is_err());
+        match Cli::try_parse_from(["perch", "account", "create", "--handle", "a.b"])
+            .expect("no password flag: asked for later")
+            .command
+        {
+            Command::Account(AccountCommand::Create {
+                password_stdin: false,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
         assert!(
             Cli::try_parse_from([
                 "perch",

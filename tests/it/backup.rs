@@ -440,7 +440,7 @@ fn account_and_backup(root: &Path) -> (PathBuf, PathBuf) {
         "--handle",
         "bob.test",
         "--password",
-        "pw",
+        "pw pw pw pw",
         "--did-method",
         "web",
     ]);

@@ -144,9 +144,51 @@ fn usage_errors_and_help() {
 fn account_lifecycle_through_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
+    // Commands that only read or maintain a server create nothing where there is none: a
+    // mistyped --data-dir is an error, and the directory stays as it was.
+    let missing = dir.path().join("typo");
+    for args in [
+        &["status"][..],
+        &["account", "apps"],
+        &["account", "app-password", "list"],
+        &["request-crawl"],
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["--dev", "--data-dir", missing.to_str().unwrap()]);
+        let o = perch_in(dir.path(), &a, &[]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stdout(&o));
+        assert!(
+            stderr(&o).contains("no perch data in") && stderr(&o).contains("perch init"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
     let o = perch_in(dir.path(), &["status", "--dev", "--data-dir", d], &[]);
-    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
-    assert!(stdout(&o).contains("no account yet"));
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    assert!(!dir.path().join("perch.sqlite").exists());
+    // The password rule of `perch init` holds here too, and a refused create leaves nothing.
+    let short = [
+        "account",
+        "create",
+        "--dev",
+        "--did-method",
+        "web",
+        "--data-dir",
+        missing.to_str().unwrap(),
+        "--handle",
+        "bob.test",
+        "--password",
+        "short",
+    ];
+    let o = perch_in(dir.path(), &short, &[]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("at least 8 characters"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!missing.exists());
     let create = [
         "account",
         "create",
@@ -231,7 +273,7 @@ fn account_lifecycle_through_the_binary() {
             "--handle",
             "c.test",
             "--password",
-            "x",
+            "long enough",
         ],
         &[],
     );
