@@ -562,8 +562,19 @@ fn give_to_service_user(dir: &Path) {
         return;
     };
     fn walk(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
-        std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
-        if std::fs::symlink_metadata(p)?.is_dir() {
+        // The database's -wal and -shm files go away when its last connection closes, which
+        // the writer thread may be doing right now: a file gone is not an error (the walk
+        // stopping there left `keys` root's, and the service could not start).
+        let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+        match std::os::unix::fs::lchown(p, Some(uid), Some(gid)) {
+            Err(e) if gone(&e) => return Ok(()),
+            r => r?,
+        }
+        let is_dir = match std::fs::symlink_metadata(p) {
+            Err(e) if gone(&e) => return Ok(()),
+            r => r?.is_dir(),
+        };
+        if is_dir {
             for entry in std::fs::read_dir(p)? {
                 walk(&entry?.path(), uid, gid)?;
             }
