@@ -261,6 +261,19 @@ impl Net {
         }
     }
 
+    /// A request to `url` (checked against the guard), with perch's User-Agent.
+    fn builder(
+        &self,
+        method: Method,
+        url: &str,
+    ) -> Result<hyper::http::request::Builder, NetError> {
+        let uri = self.check(url)?;
+        Ok(Request::builder().method(method).uri(uri).header(
+            header::USER_AGENT,
+            concat!("perch/", env!("CARGO_PKG_VERSION")),
+        ))
+    }
+
     /// GET `url` with a small size cap and a short deadline for the whole exchange (a
     /// document anyone can make perch fetch, like an OAuth client's metadata); redirects
     /// are not followed. Returns status, headers and body.
@@ -271,37 +284,12 @@ impl Net {
         max_bytes: usize,
         deadline: Duration,
     ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), NetError> {
-        let uri = self.check(url)?;
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(uri)
+        let req = self
+            .builder(Method::GET, url)?
             .header(header::ACCEPT, accept)
-            .header(
-                header::USER_AGENT,
-                concat!("perch/", env!("CARGO_PKG_VERSION")),
-            )
             .body(Full::new(Bytes::new()))
             .map_err(|e| NetError::Request(url.into(), e.to_string()))?;
-        let fetch = async {
-            let resp = self.send(req).await?;
-            let status = resp.status();
-            if let Some(len) = resp
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                && len > max_bytes as u64
-            {
-                return Err(NetError::TooLarge(url.into()));
-            }
-            let (parts, body) = resp.into_parts();
-            let bytes = Limited::new(body, max_bytes)
-                .collect()
-                .await
-                .map_err(|_| NetError::TooLarge(url.into()))?
-                .to_bytes();
-            Ok((status, parts.headers, bytes))
-        };
+        let fetch = async { read_capped(self.send(req).await?, url, max_bytes).await };
         tokio::time::timeout(deadline, fetch)
             .await
             .map_err(|_| NetError::Timeout(url.into()))?
@@ -314,11 +302,7 @@ impl Net {
         url: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(StatusCode, Bytes), NetError> {
-        let uri = self.check(url)?;
-        let mut req = Request::builder().method(method).uri(uri).header(
-            header::USER_AGENT,
-            concat!("perch/", env!("CARGO_PKG_VERSION")),
-        );
+        let mut req = self.builder(method, url)?;
         let payload = match body {
             Some(b) => {
                 req = req.header(header::CONTENT_TYPE, "application/json");
@@ -330,17 +314,35 @@ impl Net {
             .body(Full::new(payload))
             .map_err(|e| NetError::Request(url.into(), e.to_string()))?;
         let resp = self.send(req).await?;
-        let status = resp.status();
-        let bytes = tokio::time::timeout(
-            TIMEOUT,
-            Limited::new(resp.into_body(), MAX_RESPONSE).collect(),
-        )
-        .await
-        .map_err(|_| NetError::Timeout(url.into()))?
-        .map_err(|_| NetError::TooLarge(url.into()))?
-        .to_bytes();
+        let (status, _, bytes) =
+            tokio::time::timeout(TIMEOUT, read_capped(resp, url, MAX_RESPONSE))
+                .await
+                .map_err(|_| NetError::Timeout(url.into()))??;
         Ok((status, bytes))
     }
+}
+
+/// Reads a response whole, refusing one that says or turns out to be over `max` bytes.
+async fn read_capped(
+    resp: Response<Incoming>,
+    url: &str,
+    max: usize,
+) -> Result<(StatusCode, hyper::HeaderMap, Bytes), NetError> {
+    let declared = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(NetError::TooLarge(url.into()));
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = Limited::new(body, max)
+        .collect()
+        .await
+        .map_err(|_| NetError::TooLarge(url.into()))?
+        .to_bytes();
+    Ok((parts.status, parts.headers, bytes))
 }
 
 #[cfg(test)]

@@ -504,33 +504,11 @@ fn parse_query(token: &str, query: &str) -> Result<Vec<(String, String)>, ScopeE
         .collect()
 }
 
-/// `%XX` escapes only. A `+` stays a `+` (unlike form encoding): MIME types such as
-/// `application/atom+xml` use it literally, and a space could never be valid anyway.
+/// `%XX` escapes only (a `+` stays a `+`: MIME types such as `application/atom+xml` use it
+/// literally, and a space could never be valid anyway).
 fn percent_decode(token: &str, s: &str) -> Result<String, ScopeError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hi = bytes.get(i + 1).and_then(|&h| hex_value(h));
-            let lo = bytes.get(i + 2).and_then(|&l| hex_value(l));
-            let (Some(hi), Some(lo)) = (hi, lo) else {
-                return Err(malformed(token, "invalid percent-encoding"));
-            };
-            out.push((hi << 4) | lo);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| malformed(token, "percent-encoding is not UTF-8"))
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    char::from(b)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
+    crate::syntax::form::percent_decode_strict(s)
+        .ok_or_else(|| malformed(token, "invalid percent-encoding (or not UTF-8)"))
 }
 
 const NSID_OR_STAR: &str = "an NSID or `*`";

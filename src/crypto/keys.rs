@@ -330,14 +330,13 @@ impl PublicKey {
         if sig.len() != 64 {
             return Err(CryptoError::BadSignature);
         }
-        let digest = Sha256::digest(msg);
         match &self.inner {
-            PublicInner::K256(vk) => {
-                let sig = k256::ecdsa::Signature::from_slice(sig)
+            // The same signature with low S, through the strict check.
+            PublicInner::K256(_) => {
+                let s = k256::ecdsa::Signature::from_slice(sig)
                     .map_err(|_| CryptoError::BadSignature)?;
-                let sig = sig.normalize_s().unwrap_or(sig);
-                vk.verify_prehash(&digest, &sig)
-                    .map_err(|_| CryptoError::BadSignature)
+                let low = s.normalize_s().unwrap_or(s).to_bytes();
+                self.verify(msg, &low)
             }
             PublicInner::P256(vk) => {
                 // ring's fixed-size ECDSA takes either S, as JOSE does.

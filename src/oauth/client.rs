@@ -380,12 +380,23 @@ fn check_redirect(
 }
 
 /// Fetched documents, by client id, until their time is up.
-#[derive(Default)]
 pub struct ClientCache {
     entries: Mutex<HashMap<String, (Instant, Arc<Client>)>>,
     /// Confidential clients' keys fetched from their `jwks_uri`, by URI.
     keys: Mutex<HashMap<String, (Instant, KeyList)>>,
-    fetching: std::sync::atomic::AtomicUsize,
+    /// Places for fetches running at once; a permit goes back when its request ends, however
+    /// it ends (a client that hangs up mid-fetch must not keep its place).
+    fetching: tokio::sync::Semaphore,
+}
+
+impl Default for ClientCache {
+    fn default() -> Self {
+        ClientCache {
+            entries: Mutex::default(),
+            keys: Mutex::default(),
+            fetching: tokio::sync::Semaphore::new(MAX_FETCHES),
+        }
+    }
 }
 
 /// How long the response lets a document be kept.
@@ -425,9 +436,7 @@ impl OAuth<'_> {
         {
             return Ok(Arc::clone(c));
         }
-        use std::sync::atomic::Ordering::SeqCst;
-        if cache.fetching.fetch_add(1, SeqCst) >= MAX_FETCHES {
-            cache.fetching.fetch_sub(1, SeqCst);
+        let Ok(_place) = cache.fetching.try_acquire() else {
             return Err(OAuthError {
                 retry_after: Some(2),
                 ..OAuthError::new(
@@ -436,7 +445,7 @@ impl OAuth<'_> {
                     "Too many client metadata fetches at once",
                 )
             });
-        }
+        };
         let fetched = self
             .net
             .get_small(
@@ -446,7 +455,6 @@ impl OAuth<'_> {
                 FETCH_DEADLINE,
             )
             .await;
-        cache.fetching.fetch_sub(1, SeqCst);
         let (status, headers, body) = fetched.map_err(|e| {
             tracing::info!("oauth: client metadata {client_id}: {e}");
             OAuthError::invalid_client_metadata(format!("Could not fetch the client metadata: {e}"))
@@ -496,6 +504,13 @@ impl OAuth<'_> {
         {
             return Ok(keys.as_ref().clone());
         }
+        let Ok(_place) = self.state.clients.fetching.try_acquire() else {
+            return Err(OAuthError::new(
+                503,
+                "temporarily_unavailable",
+                "Too many client key fetches at once",
+            ));
+        };
         let (status, headers, body) = self
             .net
             .get_small(uri, "application/json", MAX_METADATA_BYTES, FETCH_DEADLINE)

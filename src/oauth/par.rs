@@ -72,9 +72,7 @@ impl OAuth<'_> {
         let proof = self.check_proof(dpop, "POST", "/oauth/par")?;
         let client_id = required(form, "client_id")?;
         let client = self.client(client_id).await?;
-        let client_key = self
-            .authenticate_client(&client, form, "/oauth/par")
-            .await?;
+        let client_key = self.authenticate_client(&client, form).await?;
         if single(form, "request")?.is_some() {
             return Err(OAuthError::new(
                 400,

@@ -60,7 +60,6 @@ impl OAuth<'_> {
         &self,
         client: &Client,
         form: &[(String, String)],
-        _endpoint: &str,
     ) -> Result<Option<String>, OAuthError> {
         let kind = super::par::single(form, "client_assertion_type")?;
         let assertion = super::par::single(form, "client_assertion")?;

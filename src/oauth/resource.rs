@@ -14,8 +14,6 @@ pub struct Resource {
     pub did: String,
     pub handle: String,
     pub permissions: Permissions,
-    pub client_id: String,
-    pub grant_id: String,
 }
 
 /// Why a DPoP request was refused; each maps to a `WWW-Authenticate: DPoP error=…`.
@@ -92,7 +90,7 @@ impl OAuth<'_> {
             })
             .await
             .map_err(|e| ResourceError::Store(e.to_string()))?;
-        let grant = grant
+        grant
             .filter(|g| g.expires_at >= t)
             .ok_or(ResourceError::InvalidToken(
                 "The session was revoked or has ended",
@@ -109,8 +107,6 @@ impl OAuth<'_> {
             did: acct.did,
             handle: acct.handle,
             permissions,
-            client_id: claims.client_id,
-            grant_id: grant.id,
         })
     }
 }

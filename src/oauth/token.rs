@@ -56,7 +56,6 @@ pub(super) struct AccessClaims {
     pub scope: String,
     pub jkt: String,
     pub grant: String,
-    pub client_id: String,
 }
 
 /// PKCE (RFC 7636 S256): the verifier is 43–128 unreserved characters whose SHA-256 is the
@@ -78,9 +77,7 @@ impl OAuth<'_> {
     ) -> Result<TokenResponse, OAuthError> {
         let proof = self.check_proof(dpop, "POST", "/oauth/token")?;
         let client = self.client(required(form, "client_id")?).await?;
-        let client_key = self
-            .authenticate_client(&client, form, "/oauth/token")
-            .await?;
+        let client_key = self.authenticate_client(&client, form).await?;
         match required(form, "grant_type")? {
             "authorization_code" => {
                 self.exchange_code(form, &client, &proof.jkt, client_key)
@@ -403,7 +400,6 @@ impl OAuth<'_> {
             scope: s("scope")?,
             jkt: jwt.claims.get("cnf")?.get("jkt")?.as_str()?.to_owned(),
             grant: s("sid")?,
-            client_id: s("client_id")?,
         })
     }
 }

@@ -13,14 +13,24 @@ pub fn decode_form(q: &str) -> Option<Vec<(String, String)>> {
         .collect()
 }
 
-/// Decodes one component (`+` is a space).
+/// Decodes one form component (`+` is a space).
 pub fn percent_decode(s: &str) -> Option<String> {
+    decode(s, true)
+}
+
+/// Decodes `%XX` escapes only (RFC 3986): a `+` stays a `+`, as OAuth scopes need for MIME
+/// types such as `application/atom+xml`.
+pub fn percent_decode_strict(s: &str) -> Option<String> {
+    decode(s, false)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
                 if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
@@ -67,5 +77,8 @@ mod tests {
         let s = "http://127.0.0.1:5/cb?x=1&y=é #";
         assert_eq!(percent_decode(&percent_encode(s)).unwrap(), s);
         assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
+        assert_eq!(percent_decode_strict("a+b%23c").as_deref(), Some("a+b#c"));
+        assert_eq!(percent_decode("a+b%23c").as_deref(), Some("a b#c"));
+        assert!(percent_decode_strict("%e9").is_none(), "not UTF-8");
     }
 }

@@ -164,20 +164,29 @@ fn same_origin(app: &App, req: &Request<Incoming>) -> bool {
     origin_ok && site_ok
 }
 
-pub(super) async fn sign_in(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
-    if let Err(e) = rate(&app, peer, Kind::Page) {
-        return error_page(&app, &e);
-    }
-    if !same_origin(&app, &req) {
-        return error_page(
-            &app,
+/// A form posted from one of the pages: within the address's budget, from this origin;
+/// the browser's device id and the fields, or the error page to answer with.
+async fn posted(
+    app: &App,
+    req: Request<Incoming>,
+    peer: IpAddr,
+) -> Result<(Option<String>, Vec<(String, String)>), Response<Body>> {
+    rate(app, peer, Kind::Page).map_err(|e| error_page(app, &e))?;
+    if !same_origin(app, &req) {
+        return Err(error_page(
+            app,
             &OAuthError::access_denied("The form was sent from another site"),
-        );
+        ));
     }
     let dev = device(&req);
-    let f = match form(req, peer).await {
-        Ok(f) => f,
-        Err(e) => return error_page(&app, &e),
+    let f = form(req, peer).await.map_err(|e| error_page(app, &e))?;
+    Ok((dev, f))
+}
+
+pub(super) async fn sign_in(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    let (dev, f) = match posted(&app, req, peer).await {
+        Ok(p) => p,
+        Err(page) => return page,
     };
     let (client_id, request_uri) = (param(&f, "client_id"), param(&f, "request_uri"));
     let oauth = app.oauth();
@@ -206,19 +215,9 @@ pub(super) async fn sign_in(app: Arc<App>, req: Request<Incoming>, peer: IpAddr)
 }
 
 pub(super) async fn consent(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
-    if let Err(e) = rate(&app, peer, Kind::Page) {
-        return error_page(&app, &e);
-    }
-    if !same_origin(&app, &req) {
-        return error_page(
-            &app,
-            &OAuthError::access_denied("The form was sent from another site"),
-        );
-    }
-    let dev = device(&req);
-    let f = match form(req, peer).await {
-        Ok(f) => f,
-        Err(e) => return error_page(&app, &e),
+    let (dev, f) = match posted(&app, req, peer).await {
+        Ok(p) => p,
+        Err(page) => return page,
     };
     let decision = Decision {
         allow: param(&f, "decision") == "allow",
