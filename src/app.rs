@@ -41,6 +41,8 @@ pub struct App {
     pub subscriber_slots: Arc<crate::http::subscribers::SubscriberSlots>,
     /// Whole-repo exports running (getRepo, getCheckout, getBlocks).
     pub exports: Arc<crate::api::exports::ExportSlots>,
+    /// Where the owner's codes are mailed (`smtp_url`).
+    pub mailer: crate::mail::Mailer,
     /// OAuth's in-memory state (nonces, proof replay cache, client metadata, rate budgets).
     pub oauth_state: crate::oauth::OAuthState,
     /// Other identities' DID documents, kept a few minutes.
@@ -125,6 +127,11 @@ impl App {
             ),
             did_cache: Mutex::new(std::collections::HashMap::new()),
             oauth_state: crate::oauth::OAuthState::new(&jwt_secret),
+            mailer: crate::mail::Mailer::new(
+                config.smtp_url.as_deref(),
+                config.email_from.as_deref(),
+                &config.hostname,
+            ),
             handles: crate::identity::handles::HandleResolver::new(dns_override),
             net,
             config,
@@ -223,6 +230,8 @@ impl App {
             repo_key: &self.repo_key,
             jwt_secret: &self.jwt_secret,
             service_did: &self.service_did,
+            mailer: &self.mailer,
+            handles: &self.handles,
         }
     }
 

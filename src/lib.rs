@@ -4,8 +4,8 @@
 //! keeps (checked by `tests/it/tidy.rs`). Layer 0 (pure protocol core):
 //! `cbor`, `cid`, `tid`, `syntax`, `crypto`, `clock`. Layer 1: `repo`,
 //! `lexicon`. Layer 2 (storage & identity): `store`, `blobs`, `health`,
-//! `keys`, `fsutil`, `identity`, `net`, `auth`, `addr`, `hasher`, `config`,
-//! `metrics`. Layer 3 (services): `writer`, `firehose`, `account`,
+//! `keys`, `fsutil`, `identity`, `net`, `mail`, `auth`, `addr`, `hasher`,
+//! `config`, `metrics`. Layer 3 (services): `writer`, `firehose`, `account`,
 //! `uploads`, `migrate`, `crawl`, `tls`, `notify`, `backup`,
 //! `firstboot`, `oauth`. `app` is the
 //! composition root. Layer 4 (faces): `xrpc`, `api`, `web`, `http`, `cli`.
@@ -33,6 +33,7 @@ pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod lexicon;
+pub mod mail;
 pub mod metrics;
 pub mod migrate;
 pub mod net;

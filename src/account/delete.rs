@@ -39,4 +39,22 @@ impl Accounts<'_> {
         tracing::warn!("account {} deleted", acct.did);
         Ok(cids)
     }
+
+    /// Deletes the account at the owner's word on the box (`perch account delete`): the same
+    /// removal and `#account` event as `deleteAccount`, without password or mailed code.
+    pub async fn delete_by_owner(&self) -> Result<Vec<String>, AccountError> {
+        let acct = self
+            .store
+            .read(account::get_account)
+            .await?
+            .ok_or(AccountError::NoSuchAccount)?;
+        let code = self.new_code(Purpose::DeleteAccount).await?;
+        let cids = self
+            .writer
+            .delete_account(acct.did.clone(), code, crate::clock::unix_secs())
+            .await?
+            .ok_or(AccountError::InvalidCode)?;
+        tracing::warn!("account {} deleted by the owner on the box", acct.did);
+        Ok(cids)
+    }
 }

@@ -10,6 +10,8 @@ mod app_passwords;
 pub mod codes;
 mod create;
 mod delete;
+mod email;
+mod handle;
 mod sessions;
 
 use std::sync::{Arc, Mutex};
@@ -22,8 +24,9 @@ use crate::net::Net;
 use crate::store::{Store, StoreError};
 use crate::writer::Writer;
 
+pub use crate::store::account::PendingCode;
 pub use app_passwords::NewAppPassword;
-pub use codes::{PlcCode, Purpose};
+pub use codes::{CodeState, Purpose};
 pub use create::{DidMethod, NewPassword};
 pub use sessions::{LoggedIn, Session, Tokens};
 
@@ -39,6 +42,24 @@ pub struct Accounts<'a> {
     pub jwt_secret: &'a [u8; 32],
     /// This server's DID, the audience of its sessions.
     pub service_did: &'a str,
+    /// Where the owner's codes are mailed (when a relay is configured).
+    pub mailer: &'a crate::mail::Mailer,
+    /// Handle lookups (the DNS server to ask).
+    pub handles: &'a crate::identity::handles::HandleResolver,
+}
+
+/// The fewest characters a new account password may have: one rule for `init`, first boot,
+/// `account create`, `set-password`, `reset-password` and `resetPassword`.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Whether `password` may become the account password.
+pub fn check_password_rule(password: &str) -> Result<(), AccountError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AccountError::Invalid(format!(
+            "the password needs at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +71,8 @@ pub enum AccountError {
     Exists(String),
     #[error("an app password named {0:?} already exists")]
     NameTaken(String),
+    #[error("{0}")]
+    InvalidHandle(String),
     #[error("PLC directory: {0}")]
     Plc(String),
     /// The login limiter refuses this address for now: retry after that many seconds.
@@ -74,6 +97,15 @@ pub enum AccountError {
     /// A one-time code that is unknown, used or expired.
     #[error("the code is unknown, used or expired")]
     InvalidCode,
+    /// A one-time code that was right but is too old.
+    #[error("the code has expired; ask for a new one")]
+    ExpiredCode,
+    /// The action needs a code (a confirmed email changes only with one).
+    #[error("a code is required: ask for one first")]
+    CodeRequired,
+    /// The email given is not the account's.
+    #[error("that is not the account's email address")]
+    InvalidEmail,
     #[error("no such account")]
     NoSuchAccount,
     #[error("{0}")]

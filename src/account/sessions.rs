@@ -59,7 +59,7 @@ fn token_error(e: AuthError) -> AccountError {
 
 /// A password attempt admitted by the login limiter, settled as failed or succeeded; one
 /// dropped unsettled stays spent, which fails safe.
-struct Attempt<'a, 'b> {
+pub(super) struct Attempt<'a, 'b> {
     accounts: &'b Accounts<'a>,
     ip: IpAddr,
     what: &'static str,
@@ -78,7 +78,11 @@ impl Accounts<'_> {
 
     /// Every check of the account password that a caller without a session can trigger
     /// (login, account deletion) takes an attempt from the one limiter first.
-    fn attempt(&self, ip: IpAddr, what: &'static str) -> Result<Attempt<'_, '_>, AccountError> {
+    pub(super) fn attempt(
+        &self,
+        ip: IpAddr,
+        what: &'static str,
+    ) -> Result<Attempt<'_, '_>, AccountError> {
         let now = crate::clock::unix_millis().max(0) as u64;
         if let Err(retry) = self.limiter(|l| l.check(ip, now)) {
             tracing::warn!("{what} from {ip} refused: too many failed attempts");
@@ -354,13 +358,13 @@ impl Accounts<'_> {
 
 impl Attempt<'_, '_> {
     /// A wrong password or code: counts against the address and the account.
-    fn failed(self) {
+    pub(super) fn failed(self) {
         tracing::warn!("{} from {} failed: wrong credentials", self.what, self.ip);
         let now = crate::clock::unix_millis().max(0) as u64;
         self.accounts.limiter(|l| l.record_failure(self.ip, now));
     }
 
-    fn succeeded(self) {
+    pub(super) fn succeeded(self) {
         let now = crate::clock::unix_millis().max(0) as u64;
         self.accounts.limiter(|l| l.record_success(self.ip, now));
     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::HandlerResult;
 use super::auth::{IdentityAttr, Permit};
-use crate::account::PlcCode;
+use crate::account::CodeState;
 use crate::app::App;
 use crate::identity::plc::directory::Directory;
 use crate::store::account::Account;
@@ -176,23 +176,6 @@ pub async fn get_recommended_did_credentials(app: Arc<App>, req: XrpcRequest) ->
 
 /// Check that `handle` points at `did`, by DNS TXT `_atproto.<handle>` or
 /// by `https://<handle>/.well-known/atproto-did`.
-async fn handle_resolves_to(app: &App, handle: &str, did: &str) -> bool {
-    // Development handles under .test cannot resolve anywhere.
-    if app.config.dev && handle.ends_with(".test") {
-        return true;
-    }
-    use crate::identity::resolve;
-    let dns = match app.handles.dns() {
-        Some(server) => resolve::dns_did_at(server, handle).await,
-        None => Ok(None),
-    };
-    match dns {
-        Ok(Some(d)) => d == did,
-        Err(_) => false,
-        Ok(None) => resolve::https_did(&app.net, handle).await.as_deref() == Some(did),
-    }
-}
-
 #[derive(serde::Deserialize)]
 struct UpdateHandleInput {
     handle: String,
@@ -204,28 +187,9 @@ pub async fn update_handle(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult
         session.permit_identity(IdentityAttr::Handle)?;
     }
     let input: UpdateHandleInput = req.json(crate::xrpc::JSON_LIMIT).await?;
-    syntax::validate_handle(&input.handle)
-        .map_err(|e| XrpcError::lexicon("InvalidHandle", e.to_string()))?;
-    let handle = syntax::normalize_handle(&input.handle);
-    if syntax::is_disallowed_tld(&handle) && !(app.config.dev && handle.ends_with(".test")) {
-        return Err(XrpcError::lexicon(
-            "InvalidHandle",
-            "Handle TLD is not allowed",
-        ));
-    }
-    if handle == session.handle {
-        return Ok(XrpcResponse::Empty);
-    }
-    if handle != app.config.hostname && !handle_resolves_to(&app, &handle, &session.did).await {
-        return Err(XrpcError::invalid_request(format!(
-            "External handle did not resolve to DID: set a DNS TXT record _atproto.{handle} = \"did={}\" or serve it at https://{handle}/.well-known/atproto-did",
-            session.did
-        )));
-    }
-    if session.did.starts_with("did:plc:") {
-        plc_set_handle(&app, &session.did, &handle).await?;
-    }
-    app.writer.set_handle(session.did.clone(), handle).await?;
+    app.accounts()
+        .set_handle(&session.did, &input.handle)
+        .await?;
     Ok(XrpcResponse::Empty)
 }
 
@@ -260,24 +224,10 @@ async fn plc_submit(
 }
 
 /// Sign and submit a PLC operation that changes `alsoKnownAs`.
-async fn plc_set_handle(app: &App, did: &str, handle: &str) -> Result<(), XrpcError> {
-    use crate::identity::plc;
-    let (prev, state) = plc_current(app, did).await?;
-    let op = plc::Operation::update_from(&state, &prev)
-        .and_then(|o| o.with_handle(handle))
-        .map_err(|e| XrpcError::lexicon("InvalidHandle", e.to_string()))?;
-    let signed = plc::sign(op, &rotation_key(app)?);
-    plc_submit(app, did, &signed).await
-}
-
 pub async fn request_plc_operation_signature(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     let s = super::auth::require_user(&app, &req).await?;
     s.permit_identity(IdentityAttr::Any)?;
-    let token = app.accounts().new_plc_code().await?;
-    tracing::warn!(
-        "PLC operation token for {} (valid 1 h): {token} — also available with `perch account plc-token`",
-        s.did
-    );
+    app.accounts().issue_plc_code().await?;
     Ok(XrpcResponse::Empty)
 }
 
@@ -297,9 +247,9 @@ pub async fn sign_plc_operation(app: Arc<App>, mut req: XrpcRequest) -> HandlerR
         })?
         .to_owned();
     match app.accounts().take_plc_code(&token).await? {
-        PlcCode::Unknown => return Err(XrpcError::invalid_token("Token is invalid")),
-        PlcCode::Expired => return Err(XrpcError::expired_token("Token is expired")),
-        PlcCode::Valid => {}
+        CodeState::Unknown => return Err(XrpcError::invalid_token("Token is invalid")),
+        CodeState::Expired => return Err(XrpcError::expired_token("Token is expired")),
+        CodeState::Valid => {}
     }
     let (prev, state) = plc_current(&app, &s.did).await?;
     let mut op = plc::Operation::update_from(&state, &prev).map_err(XrpcError::internal)?;

@@ -311,19 +311,14 @@ pub async fn deactivate_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerR
     Ok(XrpcResponse::Empty)
 }
 
-/// `com.atproto.server.requestAccountDelete`: a code for `deleteAccount`. There is no mail
-/// server; the code goes to the server's log (journalctl -u perch), which only the owner reads.
+/// `com.atproto.server.requestAccountDelete`: a code for `deleteAccount`, mailed to the
+/// account's address when a relay is configured and shown by `perch account codes`.
 pub async fn request_account_delete(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     let session = require_user(&app, &req).await?;
     session.require_password_session()?;
-    let token = app
-        .accounts()
-        .new_code(crate::account::Purpose::DeleteAccount)
+    app.accounts()
+        .issue_code(crate::account::Purpose::DeleteAccount)
         .await?;
-    tracing::warn!(
-        "account deletion code for {} (valid 15 min): {token}",
-        session.did
-    );
     Ok(XrpcResponse::Empty)
 }
 

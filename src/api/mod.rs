@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod auth;
+pub mod email;
 pub mod exports;
 pub mod health;
 pub mod identity;
@@ -55,6 +56,12 @@ fn lookup(nsid: &str) -> Option<(Kind, Handler)> {
         "com.atproto.repo.importRepo" => (P, h!(migrate::import_repo)),
         "com.atproto.server.requestAccountDelete" => (P, h!(migrate::request_account_delete)),
         "com.atproto.server.deleteAccount" => (P, h!(migrate::delete_account)),
+        "com.atproto.server.requestEmailConfirmation" => (P, h!(email::request_email_confirmation)),
+        "com.atproto.server.confirmEmail" => (P, h!(email::confirm_email)),
+        "com.atproto.server.requestEmailUpdate" => (P, h!(email::request_email_update)),
+        "com.atproto.server.updateEmail" => (P, h!(email::update_email)),
+        "com.atproto.server.requestPasswordReset" => (P, h!(email::request_password_reset)),
+        "com.atproto.server.resetPassword" => (P, h!(email::reset_password)),
         "com.atproto.server.getAccountInviteCodes" => (Q, h!(server::get_account_invite_codes)),
         "com.atproto.repo.createRecord" => (P, h!(repo::create_record)),
         "com.atproto.repo.putRecord" => (P, h!(repo::put_record)),

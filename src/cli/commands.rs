@@ -129,11 +129,8 @@ async fn front_door(app: Arc<App>, listen: std::net::SocketAddr) -> Result<(), C
     use crate::config::TlsMode;
     use crate::http::{ConnLimiter, Role};
     let config = app.config.clone();
-    let bind = |addr: std::net::SocketAddr| async move {
-        crate::http::bind(addr)
-            .await
-            .map_err(|e| msg(format!("cannot listen on {addr}: {e}")))
-    };
+    let bind =
+        |addr: std::net::SocketAddr| async move { crate::http::bind(addr).await.map_err(msg) };
     let role = match config.tls {
         TlsMode::Off => {
             tokio::spawn(crate::tls::files::ignore_sighup("tls = \"off\""));

@@ -149,7 +149,7 @@ fn warnings(c: &Config) -> Vec<String> {
     if c.tls == TlsMode::Acme && c.http_listen.is_none() {
         out.push(
             "tls = \"acme\" with http_listen off: HTTP-01 challenges need port 80; set \
-             http_listen = \"0.0.0.0:80\""
+             http_listen = \"[::]:80\""
                 .to_owned(),
         );
     }

@@ -46,8 +46,8 @@ pub fn run(config: &Config) -> Result<(), CliError> {
 }
 
 async fn checks(c: &Config, r: &mut Report) {
-    dns(c, r).await;
-    listeners(c, r);
+    let resolved = dns(c, r).await;
+    listeners(c, r, &resolved);
     certificate(c, r);
     clock(c, r).await;
     let account = database(c, r);
@@ -63,10 +63,11 @@ fn is_local_address(ip: IpAddr) -> bool {
     std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
-async fn dns(c: &Config, r: &mut Report) {
+/// The hostname's addresses, each reported.
+async fn dns(c: &Config, r: &mut Report) -> Vec<IpAddr> {
     if c.dev || c.hostname == "localhost" {
         r.line(Level::Ok, "dns", "development hostname; no DNS needed");
-        return;
+        return Vec::new();
     }
     let lookup = tokio::time::timeout(
         Duration::from_secs(5),
@@ -92,9 +93,9 @@ async fn dns(c: &Config, r: &mut Report) {
                 c.hostname
             ),
         );
-        return;
+        return addrs;
     }
-    for ip in addrs {
+    for &ip in &addrs {
         if is_local_address(ip) && !crate::net::is_private(ip) {
             r.line(
                 Level::Ok,
@@ -123,24 +124,44 @@ async fn dns(c: &Config, r: &mut Report) {
             );
         }
     }
+    addrs
 }
 
-/// Something accepts on `addr` (unspecified addresses are tried on loopback).
+/// Something accepts on `addr` (unspecified addresses are tried on loopback: `[::]` on both
+/// families, as perch's dual-stack listener takes both).
 fn accepts(addr: SocketAddr) -> bool {
-    let target = if addr.ip().is_unspecified() {
-        let lo: IpAddr = if addr.is_ipv4() {
-            [127, 0, 0, 1].into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        };
-        SocketAddr::new(lo, addr.port())
-    } else {
-        addr
+    let lo4 = SocketAddr::new([127, 0, 0, 1].into(), addr.port());
+    let lo6 = SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port());
+    let targets = match addr {
+        a if !a.ip().is_unspecified() => vec![a],
+        a if a.is_ipv4() => vec![lo4],
+        // IPv6 turned off on the host: perch falls back to IPv4 alone.
+        _ if std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_err() => {
+            vec![lo4]
+        }
+        _ => vec![lo6, lo4],
     };
-    TcpStream::connect_timeout(&target, Duration::from_secs(2)).is_ok()
+    targets
+        .iter()
+        .all(|t| TcpStream::connect_timeout(t, Duration::from_secs(2)).is_ok())
 }
 
-fn listeners(c: &Config, r: &mut Report) {
+fn listeners(c: &Config, r: &mut Report, resolved: &[IpAddr]) {
+    let has_aaaa = resolved.iter().any(IpAddr::is_ipv6);
+    if has_aaaa && c.listen.is_ipv4() {
+        r.line(
+            Level::Warn,
+            "listener",
+            format!(
+                "{} has an AAAA (IPv6) record but listen = \"{}\" takes IPv4 only, so IPv6 \
+                 clients fail; set listen = \"[::]:{}\" (both families) or remove the AAAA \
+                 record",
+                c.hostname,
+                c.listen,
+                c.listen.port()
+            ),
+        );
+    }
     let mut ports = vec![("listen", c.listen)];
     if c.tls != TlsMode::Off
         && let Some(a) = c.http_listen
@@ -530,5 +551,28 @@ mod tests {
     fn loopback_is_local_and_documentation_addresses_are_not() {
         assert!(is_local_address([127, 0, 0, 1].into()));
         assert!(!is_local_address([192, 0, 2, 1].into()));
+    }
+
+    #[test]
+    fn an_aaaa_record_wants_a_listener_that_takes_ipv6() {
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        // Dual-stack wildcard (Linux's default for [::] unless bindv6only is set).
+        let Ok(dual) = std::net::TcpListener::bind("[::]:0") else {
+            return; // no IPv6 on this host
+        };
+        let mut c = Config::dev("/nonexistent");
+        c.listen = dual.local_addr().unwrap();
+        let mut r = Report { worst: Level::Ok };
+        listeners(&c, &mut r, &[v6]);
+        assert!(r.worst == Level::Ok, "[::] takes both families");
+
+        let v4only = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        c.listen = v4only.local_addr().unwrap();
+        let mut r = Report { worst: Level::Ok };
+        listeners(&c, &mut r, &[[192, 0, 2, 1].into()]);
+        assert!(r.worst == Level::Ok, "no AAAA record: IPv4 alone is fine");
+        let mut r = Report { worst: Level::Ok };
+        listeners(&c, &mut r, &[v6]);
+        assert!(r.worst == Level::Warn, "AAAA record, IPv4-only listener");
     }
 }

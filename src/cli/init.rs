@@ -25,9 +25,6 @@ pub const CONFIG_TEMPLATE: &str = include_str!("../../packaging/perch.toml");
 /// The system account the packaged service runs as (`systemd/perch.sysusers`).
 const SERVICE_USER: &str = "perch";
 
-/// Shorter passwords are refused: the login endpoint is on the open internet.
-const MIN_PASSWORD_LEN: usize = 8;
-
 #[derive(clap::Args, Debug, Default)]
 pub struct InitArgs {
     /// Ask nothing: take the answers from the flags, the password from --password-stdin or
@@ -430,12 +427,7 @@ fn check_email(e: &str) -> Result<String, InitError> {
 }
 
 fn check_password(p: &str) -> Result<(), InitError> {
-    if p.chars().count() < MIN_PASSWORD_LEN {
-        return Err(InitError(format!(
-            "the password needs at least {MIN_PASSWORD_LEN} characters"
-        )));
-    }
-    Ok(())
+    crate::account::check_password_rule(p).map_err(|e| InitError(e.to_string()))
 }
 
 /// The template with `#key = …` lines for the given keys replaced by real settings (values

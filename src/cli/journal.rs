@@ -10,14 +10,16 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Whether stdout is the journal stream systemd names in `JOURNAL_STREAM` (`device:inode`
-/// of the stream; a child that inherited the variable but writes elsewhere must not match).
-pub fn stdout_is_journal() -> bool {
+/// Whether file descriptor `fd` (1 or 2) is the journal stream systemd names in
+/// `JOURNAL_STREAM` (`device:inode` of the stream; a child that inherited the variable but
+/// writes elsewhere must not match).
+pub fn fd_is_journal(fd: u8) -> bool {
     use std::os::unix::fs::MetadataExt;
     let Ok(named) = std::env::var("JOURNAL_STREAM") else {
         return false;
     };
-    std::fs::metadata("/proc/self/fd/1").is_ok_and(|m| names_stream(&named, m.dev(), m.ino()))
+    std::fs::metadata(format!("/proc/self/fd/{fd}"))
+        .is_ok_and(|m| names_stream(&named, m.dev(), m.ino()))
 }
 
 fn names_stream(value: &str, dev: u64, ino: u64) -> bool {

@@ -1,6 +1,7 @@
 //! The command line: argument definitions (the only module that names `clap`), logging setup
 //! and dispatch to the commands.
 
+mod account_cmd;
 mod apps_cmd;
 pub mod backup_cmd;
 pub mod commands;
@@ -29,7 +30,7 @@ pub struct GlobalArgs {
     /// Data directory (overrides data_dir)
     #[arg(long = "data-dir", global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Listen address, e.g. 0.0.0.0:443 (overrides listen)
+    /// Listen address, e.g. [::]:443 (overrides listen)
     #[arg(long, global = true, value_name = "ADDR")]
     pub listen: Option<String>,
     /// Local development: plain HTTP on 127.0.0.1:2583, hostname localhost, ./perch-dev, no PLC
@@ -227,6 +228,26 @@ pub enum AccountCommand {
     /// Print a one-time invite code (valid 7 days) that lets a migration tool create your
     /// account here with createAccount (`perch migrate in` makes its own)
     Invite,
+    /// Show the account: handle, DID, email, status, app passwords, signed-in apps
+    Show,
+    /// Show the one-time codes waiting to be used (email confirmation, email change,
+    /// password reset, account deletion, PLC operations): what other servers email
+    Codes,
+    /// Change the handle (it must already point at the account's DID, unless it is this
+    /// server's hostname); updates the PLC document and tells the network
+    SetHandle {
+        /// The new handle, e.g. alice.example.com
+        handle: String,
+    },
+    /// Replace the password with a new random one, printed once, and sign out every session
+    /// and OAuth app (for an owner locked out of the account)
+    ResetPassword,
+    /// Delete the account and everything it owns, for good (asks you to type the handle)
+    Delete {
+        /// The account's handle, to confirm without a prompt
+        #[arg(long, value_name = "HANDLE")]
+        confirm: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -313,7 +334,8 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log);
+    // The server's log is its output; a command's log goes beside its answer, on stderr.
+    init_logging(&config.log, matches!(cli.command, Command::Serve));
     // Reading the config writes nothing; the image's units check it as root.
     let writes = !matches!(cli.command, Command::Config(_));
     if let Some(owner) = foreign_owner(&config.data_dir).filter(|_| writes) {
@@ -388,6 +410,15 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
         }
         Command::Account(AccountCommand::PlcToken) => commands::plc_token(config),
         Command::Account(AccountCommand::Invite) => migrate_cmd::invite(&config),
+        Command::Account(AccountCommand::Show) => account_cmd::show(config),
+        Command::Account(AccountCommand::Codes) => account_cmd::codes(config),
+        Command::Account(AccountCommand::SetHandle { handle }) => {
+            account_cmd::set_handle(config, handle)
+        }
+        Command::Account(AccountCommand::ResetPassword) => account_cmd::reset_password(config),
+        Command::Account(AccountCommand::Delete { confirm }) => {
+            account_cmd::delete(config, confirm)
+        }
         Command::Account(AccountCommand::SetPassword {
             password,
             password_stdin,
@@ -426,8 +457,9 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
     }
 }
 
-/// Logs to stdout (journald collects it). `RUST_LOG`, when set, wins over the config's `log`.
-fn init_logging(config_log: &str) {
+/// Logs to stdout for the server (journald collects it), to stderr for other commands (their
+/// stdout is their answer). `RUST_LOG`, when set, wins over the config's `log`.
+fn init_logging(config_log: &str, server: bool) {
     use crate::config::log_filter;
     use tracing_subscriber::prelude::*;
     let from_env = std::env::var("RUST_LOG")
@@ -447,14 +479,26 @@ fn init_logging(config_log: &str) {
                 .with_default(tracing_subscriber::filter::LevelFilter::INFO)
         })
     });
-    let plain = tracing_subscriber::fmt::layer().with_writer(std::io::stdout);
-    let layer = if journal::stdout_is_journal() {
+    let fd = if server { 1 } else { 2 };
+    let plain = tracing_subscriber::fmt::layer().with_writer(move || -> Box<dyn std::io::Write> {
+        if server {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(std::io::stderr())
+        }
+    });
+    let tty = if server {
+        std::io::stdout().is_terminal()
+    } else {
+        std::io::stderr().is_terminal()
+    };
+    let layer = if journal::fd_is_journal(fd) {
         plain
             .with_ansi(false)
             .event_format(journal::JournalFormat)
             .boxed()
     } else {
-        plain.with_ansi(std::io::stdout().is_terminal()).boxed()
+        plain.with_ansi(tty).boxed()
     };
     let _ = tracing_subscriber::registry()
         .with(layer)

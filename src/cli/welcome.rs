@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use crate::firstboot::{BOOT_FILE, RESULT_FILE};
 
 /// Where the page answers unless `--listen` says otherwise.
-const DEFAULT_LISTEN: &str = "0.0.0.0:80";
+const DEFAULT_LISTEN: &str = "[::]:80";
 
 #[derive(clap::Args, Debug)]
 pub struct WelcomeArgs {
@@ -50,16 +50,14 @@ pub fn main(args: WelcomeArgs, global: &super::GlobalArgs) -> ExitCode {
     match rt.block_on(serve(listen, args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("perch: welcome page on {e}");
+            eprintln!("perch: welcome page: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
 async fn serve(listen: SocketAddr, args: WelcomeArgs) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("{listen}: {e}"))?;
+    let listener = crate::http::bind(listen).await.map_err(|e| e.to_string())?;
     crate::notify::ready("not set up yet: showing the setup page");
     let boot_dir = Arc::new(args.boot_dir);
     loop {

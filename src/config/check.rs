@@ -50,12 +50,14 @@ impl Config {
             TlsMode::Off => {}
         }
 
-        if self.http_listen == Some(self.listen) {
+        if let Some(h) = self.http_listen
+            && overlap(h, self.listen)
+        {
             return fail(
                 "http_listen",
                 format!(
-                    "is the same address as listen ({}); use another port (usually 80) or \
-                     http_listen = \"\" to turn it off",
+                    "takes the same address and port as listen ({}); use another port \
+                     (usually 80) or http_listen = \"\" to turn it off",
                     self.listen
                 ),
             );
@@ -96,6 +98,15 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether two listeners would want the same socket: the same port, and the same address
+/// or a wildcard covering the other (`[::]` takes IPv4 too).
+fn overlap(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+    let covers = |x: std::net::SocketAddr, y: std::net::SocketAddr| {
+        x.ip() == y.ip() || (x.ip().is_unspecified() && (x.is_ipv6() || y.is_ipv4()))
+    };
+    a.port() == b.port() && (covers(a, b) || covers(b, a))
 }
 
 /// Runs each key's check until one fails. A key whose "off" value means something (`plc_url
@@ -157,6 +168,30 @@ pub(super) fn email(key: &KeySpec, email: &Option<String>) -> Result<(), String>
         "{email:?} is not an email address; write it like {} = {} or leave it out",
         key.name, key.example
     ))
+}
+
+/// An address perch can put in a mail's From (see `mail::is_valid_address`).
+pub(super) fn sender(key: &KeySpec, email: &Option<String>) -> Result<(), String> {
+    match email {
+        Some(e) if !crate::mail::is_valid_address(e) => Err(format!(
+            "{e:?} is not an address mail can be sent from; write it like {} = {} or leave \
+             it out (perch@<hostname>)",
+            key.name, key.example
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `smtps://` or `smtp://`, with a host (see `mail::SmtpUrl`). The message never repeats the
+/// URL: it may hold a password.
+pub(super) fn smtp_url(key: &KeySpec, url: &Option<String>) -> Result<(), String> {
+    match url.as_deref().map(crate::mail::SmtpUrl::parse) {
+        Some(Err(e)) => Err(format!(
+            "is not an SMTP URL ({e}); write it like {} = {}",
+            key.name, key.example
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `http(s)://host[...]`, no whitespace.

@@ -28,13 +28,13 @@ config_keys! {
     /// Database, blob files and keys (systemd `StateDirectory=perch`).
     data_dir: PathBuf as Dir = PathBuf::from("/var/lib/perch"), example "\"/var/lib/perch\"",
         dev "./perch-dev";
-    /// Main listener (HTTPS unless `tls` is off).
+    /// Main listener (HTTPS unless `tls` is off); `[::]` is every IPv6 and IPv4 address.
     /// Default: port 443 with TLS, 80 without ([`derive_defaults`]).
-    listen: SocketAddr as Addr = SocketAddr::from(([0, 0, 0, 0], 80)),
-        example "\"0.0.0.0:443\"", dev "127.0.0.1:2583";
+    listen: SocketAddr as Addr = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 80)),
+        example "\"[::]:443\"", dev "127.0.0.1:2583";
     /// Plain-HTTP listener for ACME HTTP-01 and redirects to HTTPS.
     /// Default: port 80 on the `listen` address when `tls = "acme"` ([`derive_defaults`]).
-    http_listen: Option<SocketAddr> as OptAddr = None, example "\"0.0.0.0:80\"", off "off";
+    http_listen: Option<SocketAddr> as OptAddr = None, example "\"[::]:80\"", off "off";
     /// How the HTTPS listener gets its certificate.
     /// Default: `acme` for a public hostname outside `--dev` ([`derive_defaults`]).
     tls: TlsMode as Tls = TlsMode::Off, example "\"acme\"", dev "off";
@@ -45,7 +45,8 @@ config_keys! {
     /// The ACME server's directory URL; `"staging"` is Let's Encrypt's staging one.
     acme_directory: String as AcmeUrl = DEFAULT_ACME_DIRECTORY.to_owned(),
         example "\"https://acme-v02.api.letsencrypt.org/directory\"";
-    /// Contact address given to the ACME CA for expiry warnings.
+    /// Contact address given to the ACME CA (account recovery; Let's Encrypt no longer mails
+    /// expiry warnings: perch warns itself, in doctor, `/readyz`, the log and `/metrics`).
     acme_email: Option<String> as OptText = None, example "\"you@example.com\"",
         check check::email;
     /// Extra trusted root (PEM) for the ACME server's own HTTPS, for test CAs like pebble.
@@ -98,6 +99,16 @@ config_keys! {
     /// Password for admin requests (HTTP basic auth).
     admin_password: Option<String> as OptText = None, example "\"a long random string\"",
         flags SECRET;
+    /// Mail relay for the owner's codes (email confirmation, password reset, deletion).
+    /// `smtps://user:password@host:465` (TLS) or `smtp://user:password@host:587` (STARTTLS
+    /// required, except to a relay on this machine). Unset: no mail; `perch account codes`
+    /// shows the codes.
+    smtp_url: Option<String> as OptText = None,
+        example "\"smtps://you%40example.com:app-password@smtp.example.com\"",
+        check check::smtp_url, flags SECRET;
+    /// The From address of perch's mail (default: perch@ and the hostname).
+    email_from: Option<String> as OptText = None, example "\"perch@example.com\"",
+        check check::sender;
     /// outbound requests may reach loopback
     /// (dev and tests only: set by its environment variable, never by the file).
     allow_loopback: bool as EnvSwitch = false, example "1", flags TEST_ONLY;

@@ -113,8 +113,8 @@ fn list(key: &KeySpec, raw: &Raw) -> Result<Vec<String>, String> {
 fn addr(s: &str) -> Result<SocketAddr, String> {
     s.trim().parse().map_err(|_| {
         format!(
-            "{s:?} is not an address like 0.0.0.0:443; write IP:PORT, \
-             e.g. \"0.0.0.0:443\", \"127.0.0.1:2583\" or \"[::]:443\""
+            "{s:?} is not an address like [::]:443; write IP:PORT, \
+             e.g. \"[::]:443\" (every address), \"127.0.0.1:2583\" or \"0.0.0.0:443\""
         )
     })
 }

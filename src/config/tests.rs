@@ -64,8 +64,8 @@ fn defaults() {
     assert_eq!(read.into_inner(), vec![PathBuf::from(DEFAULT_CONFIG_PATH)]);
     assert_eq!(c.hostname, "pds.example.com");
     assert_eq!(c.data_dir, PathBuf::from("/var/lib/perch"));
-    assert_eq!(c.listen, "0.0.0.0:443".parse().unwrap());
-    assert_eq!(c.http_listen, Some("0.0.0.0:80".parse().unwrap()));
+    assert_eq!(c.listen, "[::]:443".parse().unwrap());
+    assert_eq!(c.http_listen, Some("[::]:80".parse().unwrap()));
     assert_eq!(c.tls, TlsMode::Acme);
     assert_eq!(c.tls_cert, None);
     assert_eq!(c.tls_key, None);
@@ -208,8 +208,8 @@ fn bad_listen_is_named_with_its_origin() {
     assert_eq!(e.key, "listen");
     assert_eq!(
         e.to_string(),
-        "listen: \"foo\" is not an address like 0.0.0.0:443; write IP:PORT, e.g. \
-         \"0.0.0.0:443\", \"127.0.0.1:2583\" or \"[::]:443\" (from /c.toml)"
+        "listen: \"foo\" is not an address like [::]:443; write IP:PORT, e.g. \
+         \"[::]:443\" (every address), \"127.0.0.1:2583\" or \"0.0.0.0:443\" (from /c.toml)"
     );
 
     let e = load(&dev(), &[("PERCH_LISTEN", "localhost:80")], &[]).unwrap_err();
@@ -234,7 +234,7 @@ fn bad_listen_is_named_with_its_origin() {
         e.message.contains("expected a string, found an integer"),
         "{e}"
     );
-    assert!(e.message.contains("listen = \"0.0.0.0:443\""), "{e}");
+    assert!(e.message.contains("listen = \"[::]:443\""), "{e}");
 }
 
 #[test]
@@ -370,7 +370,7 @@ fn tls_files_needs_cert_and_key() {
 fn tls_default_follows_hostname() {
     let c = load_toml("hostname = \"perch.local\"").unwrap();
     assert_eq!(c.tls, TlsMode::Off);
-    assert_eq!(c.listen, "0.0.0.0:80".parse().unwrap());
+    assert_eq!(c.listen, "[::]:80".parse().unwrap());
     assert_eq!(c.public_url(), "http://perch.local");
     let c = load_toml("hostname = \"localhost\"").unwrap();
     assert_eq!(c.tls, TlsMode::Off);

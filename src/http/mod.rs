@@ -245,9 +245,76 @@ async fn connection<S>(
     .await;
 }
 
-/// Bind a listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// Binds a listener. The IPv6 wildcard (`[::]`, the default) takes IPv4 too (IPv4-mapped
+/// addresses), whatever the host's `net.ipv6.bindv6only`; on a host with IPv6 turned off it
+/// falls back to the IPv4 wildcard on the same port. Errors say what to do about them.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    let listener = match addr {
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => match dual_stack(addr) {
+            Err(e) if e.raw_os_error() == Some(libc_eafnosupport()) => {
+                let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+                tracing::warn!("IPv6 is off on this host: listening on {v4} (IPv4 only)");
+                TcpListener::bind(v4).await
+            }
+            other => other,
+        },
+        _ => TcpListener::bind(addr).await,
+    };
+    listener.map_err(|e| BindError { addr, source: e })
+}
+
+/// `EAFNOSUPPORT` on Linux: the address family is not supported (IPv6 disabled at boot).
+fn libc_eafnosupport() -> i32 {
+    97
+}
+
+fn dual_stack(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(false)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// A listener that could not be opened, with the fix for the usual causes.
+#[derive(Debug)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (addr, port) = (self.addr, self.addr.port());
+        write!(f, "cannot listen on {addr}: {}", self.source)?;
+        match self.source.kind() {
+            std::io::ErrorKind::PermissionDenied if port < 1024 => write!(
+                f,
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE: the packaged service has \
+                 it, so run `sudo systemctl start perch`; by hand, `sudo perch serve`, or listen \
+                 on a port above 1023)"
+            ),
+            std::io::ErrorKind::AddrInUse => write!(
+                f,
+                " (another program listens there; `sudo ss -ltnp 'sport = :{port}'` shows which, \
+                 often a web server such as nginx, apache or caddy, or perch already running)"
+            ),
+            std::io::ErrorKind::AddrNotAvailable => write!(
+                f,
+                " (this machine has no such address; use [::] for every address)"
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
 }
 
 /// `resp`, with its request counted open until the body has been sent or dropped (a

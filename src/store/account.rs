@@ -308,6 +308,56 @@ pub fn take_plc_token(conn: &Db, token: &str, now: i64) -> Result<Option<bool>, 
     Ok(exp.map(|e| e < now))
 }
 
+/// Sets the account's email; a new address is not confirmed.
+pub fn set_email(conn: &Db, email: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE account SET email = ?1, email_confirmed_at = CASE WHEN email = ?1 \
+         THEN email_confirmed_at END WHERE id = 1",
+        [email],
+    )?;
+    Ok(())
+}
+
+/// Marks the account's email confirmed (at `at`, an atproto datetime).
+pub fn set_email_confirmed(conn: &Db, at: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE account SET email_confirmed_at = ?1 WHERE id = 1",
+        [at],
+    )?;
+    Ok(())
+}
+
+/// A pending one-time code, for `perch account codes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingCode {
+    pub purpose: String,
+    pub code: String,
+    pub expires_at: i64,
+}
+
+/// The live codes of every purpose (PLC codes as `plc_operation`), soonest expiry first.
+pub fn pending_codes(conn: &Db, now: i64) -> Result<Vec<PendingCode>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT purpose, token, expires_at FROM action_token WHERE expires_at >= ?1 \
+         UNION ALL SELECT 'plc_operation', token, expires_at FROM plc_token \
+         WHERE expires_at >= ?1 ORDER BY 3",
+    )?;
+    let rows = stmt.query_map([now], |r| {
+        Ok(PendingCode {
+            purpose: r.get(0)?,
+            code: r.get(1)?,
+            expires_at: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Drops every code for `purpose` (a new one replaces them).
+pub fn delete_action_tokens(conn: &Db, purpose: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM action_token WHERE purpose = ?1", [purpose])?;
+    Ok(())
+}
+
 /// Stores a one-time code for `purpose` (expired codes of any purpose are dropped).
 pub fn insert_action_token(
     conn: &Db,
@@ -349,12 +399,28 @@ pub fn take_action_token(
     token: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let valid = action_token_valid(conn, purpose, token, now)?;
+    Ok(take_action_token_state(conn, purpose, token, now)? == Some(false))
+}
+
+/// Uses up a code: Some(expired?) if it existed for `purpose`, None if unknown.
+pub fn take_action_token_state(
+    conn: &Db,
+    purpose: &str,
+    token: &str,
+    now: i64,
+) -> Result<Option<bool>, StoreError> {
+    let exp: Option<i64> = conn
+        .query_row(
+            "SELECT expires_at FROM action_token WHERE purpose = ?1 AND token = ?2",
+            [purpose, token],
+            |r| r.get(0),
+        )
+        .optional()?;
     conn.execute(
         "DELETE FROM action_token WHERE purpose = ?1 AND token = ?2",
         [purpose, token],
     )?;
-    Ok(valid)
+    Ok(exp.map(|e| e < now))
 }
 
 /// Removes the account and everything it owns (repo, records, blob rows, sessions, app

@@ -223,9 +223,42 @@ pub fn format_datetime_millis(unix_millis: i64) -> String {
     )
 }
 
+/// Formats UNIX seconds as an Internet Message Format date (RFC 5322 section 3.3) in UTC,
+/// e.g. `Fri, 04 Dec 2026 16:20:39 +0000`, for mail headers.
+pub fn format_rfc5322(unix_secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix_secs.div_euclid(86_400);
+    let secs = unix_secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month as usize).saturating_sub(1).min(11)],
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mail_dates() {
+        assert_eq!(format_rfc5322(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            format_rfc5322(1_796_401_239),
+            "Fri, 04 Dec 2026 16:20:39 +0000"
+        );
+        assert_eq!(
+            format_rfc5322(951_782_400),
+            "Tue, 29 Feb 2000 00:00:00 +0000"
+        );
+    }
 
     #[test]
     fn known_instants() {

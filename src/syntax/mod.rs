@@ -17,7 +17,9 @@ use std::fmt;
 
 pub use aturi::{AtUri, validate_at_uri};
 pub use cid::validate_cid_string;
-pub use datetime::{format_datetime_millis, parse_datetime_micros, validate_datetime};
+pub use datetime::{
+    format_datetime_millis, format_rfc5322, parse_datetime_micros, validate_datetime,
+};
 pub use ident::{
     is_disallowed_tld, normalize_handle, validate_at_identifier, validate_did, validate_handle,
     validate_nsid, validate_record_key, validate_tid, validate_uri,

@@ -185,6 +185,7 @@ impl From<crate::account::AccountError> for XrpcError {
         use crate::account::AccountError as E;
         match e {
             E::Invalid(m) => XrpcError::invalid_request(m),
+            E::InvalidHandle(m) => XrpcError::lexicon("InvalidHandle", m),
             E::Exists(_) => XrpcError::invalid_request(e.to_string()),
             E::NameTaken(_) => XrpcError::invalid_request("A password by that name already exists"),
             E::Plc(m) => XrpcError::new(StatusCode::BAD_GATEWAY, "UpstreamFailure", m),
@@ -196,6 +197,9 @@ impl From<crate::account::AccountError> for XrpcError {
             E::InvalidToken => XrpcError::invalid_token("Token could not be verified"),
             E::Takendown => XrpcError::account_takedown(),
             E::InvalidCode => XrpcError::lexicon("InvalidToken", e.to_string()),
+            E::ExpiredCode => XrpcError::lexicon("ExpiredToken", e.to_string()),
+            E::CodeRequired => XrpcError::lexicon("TokenRequired", e.to_string()),
+            E::InvalidEmail => XrpcError::lexicon("InvalidEmail", e.to_string()),
             E::NoSuchAccount => XrpcError::invalid_request(e.to_string()),
             E::Store(s) => s.into(),
             E::Other(m) => XrpcError::internal(m),

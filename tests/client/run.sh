@@ -121,6 +121,22 @@ PERCH_ENV=(
   RUST_BACKTRACE=1
 )
 
+# A mail relay (smtp-sink.mjs): perch mails its codes there, email.test.mjs reads them.
+MAIL_DIR="$WORK/mail"
+start_smtp_sink() {
+  local portfile="$WORK/smtp.port"
+  start_bg "smtp sink" "$WORK/smtp.log" \
+    node "$HERE/smtp-sink.mjs" --dir "$MAIL_DIR" --port-file "$portfile"
+  local pid=$LAST_PID deadline=$((SECONDS + READY_TIMEOUT))
+  until [[ -s $portfile ]]; do
+    kill -0 "$pid" 2>/dev/null || die "smtp sink exited before it was ready"
+    ((SECONDS < deadline)) || die "smtp sink did not start in ${READY_TIMEOUT}s"
+    sleep 0.1
+  done
+  # The password has a ':' and an '@', percent-encoded as the config wants them.
+  PERCH_ENV+=(PERCH_SMTP_URL="smtp://perch:s%3Acret%40x@127.0.0.1:$(cat "$portfile")")
+}
+
 PLC_URL=${PERCH_CLIENT_PLC_URL:-}
 start_plc() {
   [[ -z $PLC_URL ]] || return 0
@@ -149,6 +165,7 @@ run_tests() {
     PERCH_BLOB_LIMIT="$BLOB_LIMIT"
     PERCH_BIN="$PERCH_BIN"
     PERCH_DATA_DIR="${DATA_DIR:-}"
+    PERCH_MAIL_DIR="$MAIL_DIR"
   )
   [[ -z $plc ]] || vars+=(PLC_URL="$plc")
   log "running the client tests against the $label account ($did at $url)"
@@ -251,6 +268,7 @@ if [[ -z ${PERCH_BIN:-} ]]; then
 fi
 [[ -x $PERCH_BIN ]] || die "perch binary not found or not executable: $PERCH_BIN"
 
+start_smtp_sink
 for mode in $MODES; do
   "run_$mode"
 done

@@ -18,8 +18,8 @@ const LAYERS: &[(u8, &[&str])] = &[
     (
         2,
         &[
-            "store", "blobs", "health", "keys", "fsutil", "identity", "net", "auth", "addr",
-            "hasher", "config", "metrics",
+            "store", "blobs", "health", "keys", "fsutil", "identity", "net", "mail", "auth",
+            "addr", "hasher", "config", "metrics",
         ],
     ),
     (

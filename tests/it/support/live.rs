@@ -68,6 +68,26 @@ impl Perch {
         self.data_dir().join("perch.sqlite")
     }
 
+    /// The one-time code for `purpose` (e.g. `delete-account`) that `perch account codes`
+    /// shows for this server's data dir.
+    pub fn code(&self, purpose: &str) -> Option<String> {
+        let data = self.data_dir();
+        let out = super::process::perch(&[
+            "account",
+            "codes",
+            "--dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", super::process::text(&out));
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(purpose))
+                .then(|| words.next().map(str::to_owned))
+                .flatten()
+        })
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         self.process.output()
