@@ -42,6 +42,23 @@ pub enum NetError {
 /// link-local (cloud metadata), CGNAT, multicast and reserved space, and
 /// IPv6 forms that carry one of those IPv4 addresses (mapped, compatible,
 /// NAT64, 6to4), since a home router may translate them.
+/// An error with every cause under it, `outer: inner: innermost`, so that "client error
+/// (Connect)" is followed by the DNS failure or refused connection that explains it. A cause
+/// whose text the outer one already shows is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -254,7 +271,7 @@ impl Net {
                 if private {
                     Err(NetError::Private(url))
                 } else {
-                    Err(NetError::Request(url, e.to_string()))
+                    Err(NetError::Request(url, error_chain(&e)))
                 }
             }
             Err(_) => Err(NetError::Timeout(url)),
@@ -433,5 +450,12 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, NetError::Request(..)), "{e}");
+        // The cause under hyper's "client error (Connect)" is named.
+        assert!(e.to_string().contains("Connection refused"), "{e}");
+        let e = Net::new(false)
+            .json(Method::GET, "https://nonexistent.invalid/", None)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("(Connect): dns error"), "{e}");
     }
 }

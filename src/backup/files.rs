@@ -24,12 +24,13 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Copy `src` to a new file `dst` (mode `mode`, never an existing file),
 /// hashing the bytes as they pass, and fsync it.
 pub fn copy_hashed(src: &Path, dst: &Path, mode: u32) -> io::Result<Sum> {
-    let mut from = File::open(src)?;
+    let mut from = File::open(src).map_err(|e| with_path(src, e))?;
     let mut to = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(dst)?;
+        .open(dst)
+        .map_err(|e| with_path(dst, e))?;
     let r = (|| {
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; CHUNK];
@@ -111,9 +112,15 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+        .open(path)
+        .map_err(|e| with_path(path, e))?;
+    f.write_all(bytes).map_err(|e| with_path(path, e))?;
+    f.sync_all().map_err(|e| with_path(path, e))
+}
+
+/// The error with the path it happened on ("File exists (os error 17)" alone names nothing).
+pub fn with_path(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// The regular files directly in `dir`, in name order. Dot files are

@@ -292,7 +292,9 @@ pub fn account_create(
     email: Option<String>,
     did_method: DidMethod,
 ) -> Result<(), CliError> {
-    runtime()?.block_on(async move {
+    let dir = config.data_dir.clone();
+    let before = Fresh::note(&dir);
+    let result = runtime()?.block_on(async move {
         let app = open_or_create(config).await?;
         match app
             .accounts()
@@ -308,7 +310,56 @@ pub fn account_create(
             ))),
             Err(e) => Err(msg(e)),
         }
-    })
+    });
+    // A create that failed (the PLC directory unreachable, say) leaves no half-made server.
+    if result.is_err() {
+        before.undo(&dir);
+    }
+    result
+}
+
+/// What a data dir held before a command that may create it, so a failure can take back
+/// exactly what it made: the directory itself, or the entries that were not there.
+enum Fresh {
+    NoDir,
+    Had(Vec<std::ffi::OsString>),
+    /// Perch data was there already: nothing is ever removed.
+    Existing,
+}
+
+impl Fresh {
+    fn note(dir: &std::path::Path) -> Fresh {
+        if dir.join("perch.sqlite").exists() {
+            return Fresh::Existing;
+        }
+        match std::fs::read_dir(dir) {
+            Ok(entries) => Fresh::Had(entries.flatten().map(|e| e.file_name()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Fresh::NoDir,
+            Err(_) => Fresh::Existing,
+        }
+    }
+
+    fn undo(&self, dir: &std::path::Path) {
+        match self {
+            Fresh::Existing => {}
+            Fresh::NoDir => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Fresh::Had(names) => {
+                for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                    if names.contains(&e.file_name()) {
+                        continue;
+                    }
+                    let p = e.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+        }
+    }
 }
 
 pub fn account_set_password(

@@ -315,31 +315,98 @@ fn parse_http_date(s: &str) -> Option<i64> {
     crate::tls::x509::generalized_time(&generalized)
 }
 
+/// The user name of `uid` from /etc/passwd, else the number.
+fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2)? == &uid.to_string().as_str()).then(|| f[0].to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// Who to run doctor as, for a data dir this user cannot use.
+fn run_as_hint(data_dir: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(data_dir).map(|m| m.uid()) {
+        Ok(0) | Err(_) => "run it as root: sudo perch doctor".to_owned(),
+        Ok(owner) => {
+            let name = user_name(owner);
+            format!("it belongs to {name}: run sudo perch doctor (or sudo -u {name} perch doctor)")
+        }
+    }
+}
+
+/// Why this user cannot read the database (or write beside it, which SQLite needs to read a
+/// database in WAL mode), if that is the case.
+fn access_problem(data_dir: &std::path::Path, db: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if let Err(e) = std::fs::File::open(db) {
+        return (e.kind() == std::io::ErrorKind::PermissionDenied)
+            .then(|| format!("{}: {e}", db.display()));
+    }
+    let me = std::fs::metadata("/proc/self").ok()?.uid();
+    let owner = std::fs::metadata(data_dir).ok()?.uid();
+    (me != 0 && me != owner)
+        .then(|| format!("{} belongs to {}", data_dir.display(), user_name(owner)))
+}
+
 /// Opens the database read-only: integrity and the account.
 fn database(c: &Config, r: &mut Report) -> Option<(String, String)> {
     let path = c.data_dir.join("perch.sqlite");
-    if !path.exists() {
-        r.line(
-            Level::Fail,
-            "database",
-            format!(
-                "{} does not exist; run perch init (or perch account create)",
-                path.display()
-            ),
-        );
-        return None;
-    }
-    let conn = match crate::store::snapshot::open_read_only(&path) {
-        Ok(c) => c,
-        Err(e) => {
+    match path.try_exists() {
+        Ok(true) => {}
+        Ok(false) => {
             r.line(
                 Level::Fail,
                 "database",
                 format!(
-                    "cannot open {}: {e}; check its owner (perch) and permissions",
+                    "{} does not exist; run perch init (or perch account create)",
                     path.display()
                 ),
             );
+            return None;
+        }
+        Err(e) => {
+            r.line(
+                Level::Warn,
+                "database",
+                format!(
+                    "cannot look into {} ({e}); {}",
+                    c.data_dir.display(),
+                    run_as_hint(&c.data_dir)
+                ),
+            );
+            return None;
+        }
+    }
+    // Permission problems are this user's, not the database's: never advise a restore then.
+    let blocked = access_problem(&c.data_dir, &path);
+    let conn = match crate::store::snapshot::open_read_only(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            match &blocked {
+                Some(why) => r.line(
+                    Level::Warn,
+                    "database",
+                    format!(
+                        "cannot open {} as this user ({why}); {}",
+                        path.display(),
+                        run_as_hint(&c.data_dir)
+                    ),
+                ),
+                None => r.line(
+                    Level::Fail,
+                    "database",
+                    format!(
+                        "cannot open {}: {e}; check its owner (perch) and permissions",
+                        path.display()
+                    ),
+                ),
+            }
             return None;
         }
     };
@@ -351,6 +418,16 @@ fn database(c: &Config, r: &mut Report) -> Option<(String, String)> {
             format!(
                 "quick_check: {s}; stop perch and restore the latest backup (perch restore \
                  BACKUP --force)"
+            ),
+        ),
+        Err(e) if blocked.is_some() => r.line(
+            Level::Warn,
+            "database",
+            format!(
+                "cannot check {} as this user ({e}; {}); {}",
+                path.display(),
+                blocked.as_deref().unwrap_or_default(),
+                run_as_hint(&c.data_dir)
             ),
         ),
         Err(e) => r.line(

@@ -140,6 +140,7 @@ fn run_with(
     let config = load_with(&config_path, &text, global)?;
 
     let replace_old = check_existing_config(&config_path, &text, args.force)?;
+    config_dir_writable(&config_path)?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -506,28 +507,50 @@ fn check_existing_config(path: &Path, text: &str, force: bool) -> Result<bool, I
 
 /// Writes the config readable by root and the service user only (it may hold secrets),
 /// through a temporary file so a crash never leaves half a config.
-fn write_config(path: &Path, text: &str, keep_old: bool) -> Result<(), InitError> {
+/// The config file's directory, made if missing, and proof that a file can be written there:
+/// checked before the data dir is touched, so an unwritable config path leaves nothing behind.
+fn config_dir_writable(path: &Path) -> Result<(), InitError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    let at = |what: &str, p: &Path, e: io::Error| {
+        InitError(format!(
+            "cannot {what} {}: {e} (the config goes to {}; run init with sudo, or give a \
+             writable --config)",
+            p.display(),
+            path.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| at("create", dir, e))?;
+    let probe = dir.join(format!(".perch-init-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| at("write in", dir, e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+fn write_config(path: &Path, text: &str, keep_old: bool) -> Result<(), InitError> {
+    let at = |p: &Path, e: io::Error| InitError(format!("{}: {e}", p.display()));
+    config_dir_writable(path)?;
     if keep_old {
         let mut old = path.as_os_str().to_owned();
         old.push(".old");
-        std::fs::copy(path, &old)?;
+        std::fs::copy(path, &old).map_err(|e| at(Path::new(&old), e))?;
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o640))?;
-    if let (true, Some((_, gid))) = (running_as_root(), service_user()) {
-        std::os::unix::fs::chown(&tmp, Some(0), Some(gid))?;
-    }
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    let write = || -> io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+        if let (true, Some((_, gid))) = (running_as_root(), service_user()) {
+            std::os::unix::fs::chown(&tmp, Some(0), Some(gid))?;
+        }
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    };
+    write().map_err(|e| at(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| at(path, e))?;
     Ok(())
 }
 

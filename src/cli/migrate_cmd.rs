@@ -19,11 +19,11 @@ enum Code {
     Invite,
 }
 
-/// Mints a one-time code on this box's database (the CLI runs beside the server).
+/// Mints a one-time code on this box's database (the CLI runs beside the server, which made
+/// the database: a missing one is a wrong --data-dir or a server never set up, and is not
+/// created here).
 async fn mint(config: &Config, code: Code) -> Result<String, CliError> {
-    let app = crate::app::App::open(config.clone())
-        .await
-        .map_err(|e| CliError::Message(e.to_string()))?;
+    let app = super::commands::open(config.clone()).await?;
     let code = match code {
         Code::Plc => app.accounts().new_plc_code().await,
         Code::Invite => {

@@ -152,10 +152,13 @@ impl Config {
             layers.apply_dev();
         }
 
+        let mut no_file = None;
         if let Some((path, required)) = config_file_choice(overrides) {
             match read_file(&path) {
                 Ok(text) => layers.apply_file(&path, &text)?,
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !required => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !required => {
+                    no_file = Some(path.clone());
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     return Err(ConfigError::new(
                         "--config",
@@ -189,6 +192,17 @@ impl Config {
 
         let mut config = Config::from_layers(&layers, overrides.dev)?;
         keys::derive_defaults(&mut config, |key| layers.is_set(key));
+        if let Some(path) = no_file.filter(|_| !layers.is_set("hostname")) {
+            // Nothing configured at all: perch has not been set up on this machine.
+            return Err(ConfigError::new(
+                "hostname",
+                format!(
+                    "perch is not set up yet ({} does not exist): run `sudo perch init`, or \
+                     set PERCH_HOSTNAME (or use --dev for a local test server)",
+                    path.display()
+                ),
+            ));
+        }
         config.validate().map_err(|e| layers.attach_origin(e))?;
         Ok(config)
     }

@@ -88,10 +88,24 @@ fn defaults() {
 
 #[test]
 fn hostname_is_required_outside_dev() {
-    let e = load(&Overrides::default(), &[], &[]).unwrap_err();
+    let file = [(DEFAULT_CONFIG_PATH, "log = \"info\"\n")];
+    let e = load(&Overrides::default(), &[], &file).unwrap_err();
     assert_eq!(e.key, "hostname");
     assert!(e.to_string().starts_with("hostname: is not set"), "{e}");
     assert!(e.message.contains("PERCH_HOSTNAME"), "{e}");
+    // No config file at all: perch was never set up here.
+    let missing = |p: &Path| -> io::Result<String> {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            p.display().to_string(),
+        ))
+    };
+    let e = Config::load_from(&Overrides::default(), &|_| None, &missing).unwrap_err();
+    assert_eq!(e.key, "hostname");
+    assert!(
+        e.message.contains("not set up yet") && e.message.contains("sudo perch init"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -107,7 +107,7 @@ impl From<instant_acme::Error> for Failure {
         let rate_limited = matches!(&e, instant_acme::Error::Api(p)
             if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:rateLimited"));
         Failure {
-            message: e.to_string(),
+            message: crate::net::error_chain(&e),
             rate_limited,
         }
     }

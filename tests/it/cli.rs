@@ -279,6 +279,44 @@ fn account_lifecycle_through_the_binary() {
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("plc_url"), "{}", stderr(&o));
+    assert!(
+        std::fs::read_dir(other.path()).unwrap().next().is_none(),
+        "a failed create leaves nothing behind"
+    );
+    let fresh = other.path().join("fresh");
+    let mut again = vec![
+        "account",
+        "create",
+        "--dev",
+        "--did-method",
+        "plc",
+        "--handle",
+        "c.test",
+        "--password",
+        "long enough",
+        "--data-dir",
+    ];
+    again.push(fresh.to_str().unwrap());
+    let o = perch_in(other.path(), &again, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!fresh.exists(), "a failed create leaves no data dir");
+    // `migrate in` needs the server it moves the account into: it creates nothing either.
+    let o = perch_in(
+        other.path(),
+        &[
+            "migrate",
+            "in",
+            "--from",
+            "alice.example.com",
+            "--dev",
+            "--data-dir",
+            fresh.to_str().unwrap(),
+        ],
+        &[("PERCH_OLD_PASSWORD", "whatever")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no perch data in"), "{}", stderr(&o));
+    assert!(!fresh.exists(), "a failed migrate in leaves no data dir");
 }
 
 #[test]
@@ -455,4 +493,62 @@ fn under_the_journal_lines_carry_a_priority_and_no_timestamp() {
         line.chars().next().is_some_and(|c| c.is_ascii_digit()),
         "{line}"
     );
+}
+
+/// `perch doctor` run by a user who may not read the data dir says whom to run it as, and
+/// never advises `perch init` or a restore for what is only a permission problem.
+#[test]
+fn doctor_as_the_wrong_user_says_who_to_run_as() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("not root: skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let mut create = perch_cmd();
+    create.args([
+        "account",
+        "create",
+        "--dev",
+        "--did-method",
+        "web",
+        "--data-dir",
+        d,
+        "--handle",
+        "a.test",
+        "--password-stdin",
+    ]);
+    let o = crate::support::process::run_with_stdin(&mut create, "long enough\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doctor_as_nobody = || {
+        let o = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(crate::support::process::bin())
+            .args(["doctor", "--dev", "--data-dir", d])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        stdout(&o) + &stderr(&o)
+    };
+    let open = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // The temporary directory is 0700: nobody cannot even look in.
+    let said = doctor_as_nobody();
+    assert!(said.contains("run it as root: sudo perch doctor"), "{said}");
+    for harmful in ["perch init", "restore"] {
+        assert!(!said.contains(harmful), "{harmful:?} in {said}");
+    }
+    // Readable, but not writable beside the database (which SQLite's WAL mode needs).
+    open(dir.path(), 0o755);
+    open(&data, 0o755);
+    open(&data.join("perch.sqlite"), 0o644);
+    assert_eq!(std::fs::metadata(&data).unwrap().uid(), 0);
+    let said = doctor_as_nobody();
+    assert!(said.contains("sudo perch doctor"), "{said}");
+    for harmful in ["perch init", "restore"] {
+        assert!(!said.contains(harmful), "{harmful:?} in {said}");
+    }
 }

@@ -179,3 +179,78 @@ fn refusals_and_missing_answers() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("--non-interactive"), "{}", err(&o));
 }
+
+/// A config path that cannot be written is found before anything is created, and the error
+/// names it.
+#[test]
+fn an_unwritable_config_path_is_named_and_leaves_no_data_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A file where the config's directory should be: not writable, even for root.
+    std::fs::write(d.join("not-a-dir"), "").unwrap();
+    let config = d.join("not-a-dir/perch.toml");
+    let data = d.join("data");
+    let o = perch(
+        d,
+        &[
+            "init",
+            "--non-interactive",
+            "--hostname",
+            "pds.example.com",
+            "--password-stdin",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        OFFLINE,
+        "long enough\n",
+    );
+    assert_ne!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(
+        err(&o).contains(&d.join("not-a-dir").display().to_string()),
+        "{}",
+        err(&o)
+    );
+    assert!(!data.exists(), "nothing was created");
+    // A directory this user may not write in (root runs the test as nobody for that).
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        return;
+    }
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let locked = d.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(crate::support::process::bin())
+        .args([
+            "init",
+            "--non-interactive",
+            "--hostname",
+            "pds.example.com",
+            "--password-stdin",
+        ])
+        .arg("--config")
+        .arg(locked.join("perch.toml"))
+        .arg("--data-dir")
+        .arg(&data)
+        .envs(OFFLINE.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"long enough\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(
+        err(&o).contains(&format!("cannot write in {}", locked.display())),
+        "{}",
+        err(&o)
+    );
+    assert!(!data.exists(), "nothing was created");
+}
