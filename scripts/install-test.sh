@@ -116,7 +116,12 @@ in_ct getent passwd perch >/dev/null || fail "no perch user"
 [[ $(in_ct systemctl is-enabled perch) == enabled ]] || fail "unit not enabled"
 [[ $(in_ct stat -c '%U:%G %a' /etc/perch/perch.toml) == "root:perch 640" ]] ||
   fail "config permissions: $(in_ct stat -c '%U:%G %a' /etc/perch/perch.toml)"
-log "installed: user perch, unit enabled, /etc/perch/perch.toml root:perch 640"
+COMPLETIONS=(/usr/share/bash-completion/completions/perch /usr/share/zsh/vendor-completions/_perch
+  /usr/share/fish/vendor_completions.d/perch.fish)
+for f in "${COMPLETIONS[@]}"; do
+  in_ct test -s "$f" || fail "$f is not installed"
+done
+log "installed: user perch, unit enabled, /etc/perch/perch.toml root:perch 640, completions"
 
 # The test setup: a self-signed certificate (Let's Encrypt needs the
 # internet), no PLC directory or relays. /run drop-ins vanish by themselves, so
@@ -211,7 +216,7 @@ log "watchdog: SIGSTOPped process killed and restarted (NRestarts=$(show NRestar
 out=$(in_ct env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q perch 2>&1) || fail "purge: $out"
 for path in /etc/perch /var/lib/perch /usr/bin/perch /usr/lib/systemd/system/perch.service \
   /usr/lib/sysusers.d/perch.conf /etc/systemd/system/multi-user.target.wants/perch.service \
-  /usr/share/doc/perch /usr/share/man/man1/perch.1.gz; do
+  /usr/share/doc/perch /usr/share/man/man1/perch.1.gz "${COMPLETIONS[@]}"; do
   ! in_ct test -e "$path" || fail "$path is left after purge"
 done
 ! in_ct pgrep -x perch >/dev/null || fail "perch still runs after purge: $out"

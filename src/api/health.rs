@@ -34,6 +34,11 @@ pub async fn readyz(app: &Arc<App>) -> Response<Body> {
             "status": tls.message,
             "certificateSerial": tls.cert.as_ref().map(|c| c.serial.clone()),
             "certificateNotAfter": tls.cert.as_ref().map(|c| c.not_after),
+            "certificateDaysLeft": app.tls.days_left(),
+            "certificateExpiring": app
+                .tls
+                .days_left()
+                .is_some_and(|d| d < crate::tls::EXPIRY_WARNING_DAYS),
             "lastError": tls.last_error,
         })
     });
@@ -74,7 +79,12 @@ pub async fn readyz(app: &Arc<App>) -> Response<Body> {
         ),
         Ok(None) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "ready": false, "reason": "no account yet: run `perch account create`" }),
+            json!({
+                "ready": false,
+                "reason": "no account yet: run `sudo perch init` (or `perch account create`)",
+                "storage": storage,
+                "tls": tls_json,
+            }),
         ),
         Err(e) => {
             tracing::warn!("readiness check: {e}");

@@ -139,6 +139,7 @@ async fn front_door(app: Arc<App>, listen: std::net::SocketAddr) -> Result<(), C
         TlsMode::Files => {
             let cert = crate::tls::files::load(&config).map_err(msg)?;
             app.tls.install(cert, false);
+            app.tls.warn_if_expiring(false);
             tokio::spawn(crate::tls::files::reload_on_sighup(
                 config.clone(),
                 Arc::clone(&app.tls),
@@ -174,6 +175,9 @@ async fn front_door(app: Arc<App>, listen: std::net::SocketAddr) -> Result<(), C
     );
     if config.tls == TlsMode::Acme {
         tokio::spawn(crate::tls::acme::run(config.clone(), Arc::clone(&app.tls)));
+    }
+    if config.tls != TlsMode::Off {
+        tokio::spawn(Arc::clone(&app.tls).watch_expiry(config.tls == TlsMode::Acme));
     }
     tokio::spawn(blob_gc(Arc::clone(&app)));
     tokio::spawn(crate::crawl::run(

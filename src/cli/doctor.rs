@@ -225,7 +225,7 @@ fn certificate(c: &Config, r: &mut Report) {
             let days = (cert.info.not_after - crate::clock::unix_secs()) / 86_400;
             let level = if days < 0 {
                 Level::Fail
-            } else if days < 10 {
+            } else if days < crate::tls::EXPIRY_WARNING_DAYS {
                 Level::Warn
             } else {
                 Level::Ok

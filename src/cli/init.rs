@@ -37,7 +37,8 @@ pub struct InitArgs {
     /// The account's handle [default: the hostname, so one certificate covers both]
     #[arg(long)]
     pub handle: Option<String>,
-    /// Email for Let's Encrypt expiry notices, also stored as the account's email
+    /// Your email: the contact given to Let's Encrypt, and the account's email (codes go
+    /// there when smtp_url is set)
     #[arg(long, value_name = "EMAIL")]
     pub acme_email: Option<String>,
     /// Read the password from the first line of standard input
@@ -257,7 +258,7 @@ fn ask(args: &InitArgs, stdin: &mut impl io::BufRead) -> Result<Answers, InitErr
         None => {
             let e = ask_until(
                 stdin,
-                "Email for Let's Encrypt expiry notices (optional): ",
+                "Your email, for Let's Encrypt and the account (optional): ",
                 Some(""),
                 |s| {
                     if s.is_empty() {

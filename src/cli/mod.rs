@@ -10,6 +10,8 @@ pub mod doctor;
 pub mod firstboot_cmd;
 pub mod init;
 mod journal;
+#[cfg(test)]
+mod manpage;
 pub mod migrate_cmd;
 pub mod welcome;
 
@@ -95,6 +97,13 @@ pub enum Command {
     /// Firehose sequence numbers
     #[command(subcommand)]
     Seq(SeqCommand),
+    /// Print the shell completion script (the .deb installs them; for a hand-installed
+    /// binary: perch completions bash > /etc/bash_completion.d/perch)
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
     /// Take a consistent backup while the server keeps running: database snapshot, blobs,
     /// keys and a manifest with checksums, in a new timestamped directory
     Backup {
@@ -290,6 +299,28 @@ pub enum ConfigCommand {
     Show,
 }
 
+/// The shells `perch completions` writes for.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// The completion script for `shell`, from the clap definitions.
+pub fn completion_script(shell: CompletionShell) -> Vec<u8> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let shell = match shell {
+        CompletionShell::Bash => Shell::Bash,
+        CompletionShell::Zsh => Shell::Zsh,
+        CompletionShell::Fish => Shell::Fish,
+    };
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "perch", &mut out);
+    out
+}
+
 /// How the account's DID is made.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DidMethod {
@@ -325,6 +356,11 @@ pub fn main_entry() -> ExitCode {
         Command::Init(args) => return init::main(args, &cli.global),
         Command::Firstboot(args) => return firstboot_cmd::main(args, &cli.global),
         Command::Welcome(args) => return welcome::main(args, &cli.global),
+        Command::Completions { shell } => {
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(&completion_script(shell));
+            return ExitCode::SUCCESS;
+        }
         _ => {}
     }
     let config = match Config::load(&cli.global.overrides()) {
@@ -357,7 +393,10 @@ pub fn main_entry() -> ExitCode {
 
 fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliError> {
     match command {
-        Command::Init(_) | Command::Firstboot(_) | Command::Welcome(_) => {
+        Command::Init(_)
+        | Command::Firstboot(_)
+        | Command::Welcome(_)
+        | Command::Completions { .. } => {
             unreachable!("dispatched before the config is loaded")
         }
         Command::Serve => commands::serve(

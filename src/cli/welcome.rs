@@ -140,7 +140,9 @@ fn page(report: Option<&str>) -> String {
          443 from the router to this box.</li>\
          <li>Put the card back and power on. perch reads the file once, creates your account \
          and gets a certificate by itself.</li></ol>\
-         <p>With SSH you can instead run <code>perch init</code> on the box.</p>{last}\
+         <p>SSH is off unless you put your public key in <b>ssh_key</b> in the same file; \
+         with it you can log in as root and run <code>perch init</code> on the box \
+         instead.</p>{last}\
          </body></html>"
     )
 }
@@ -159,6 +161,8 @@ mod tests {
     fn page_shows_the_report_escaped() {
         let p = page(Some("perch could not finish: <password> & more"));
         assert!(p.contains("&lt;password&gt; &amp; more"));
+        // SSH is off on the image without a key: the page says how to turn it on.
+        assert!(p.contains("SSH is off unless you put your public key in <b>ssh_key</b>"));
         assert!(!p.contains("<password>"));
         assert!(page(None).contains(BOOT_FILE));
     }

@@ -329,6 +329,8 @@ max_connections = 200
     fn the_template_as_shipped_is_empty_not_wrong() {
         let t = include_str!("../../image/boot/perch.toml");
         assert_eq!(parse(t).unwrap(), BootConfig::default());
+        // First boot refuses migrate_from (see firstboot_cmd); the card must not offer it.
+        assert!(!t.contains("migrate_from") && !t.contains("plc_token"));
     }
 
     #[test]

@@ -171,6 +171,7 @@ pub async fn run(config: Config, state: Arc<TlsState>) {
                     );
                     let info = cert.info.clone();
                     state.install(cert, false);
+                    state.warn_if_expiring(true);
                     Some(info)
                 }
                 Err(e) => {
@@ -222,6 +223,7 @@ pub async fn run(config: Config, state: Arc<TlsState>) {
                 );
                 let info = cert.info.clone();
                 state.install(cert, true);
+                state.warn_if_expiring(true);
                 state.set_error(None);
                 state.set_message(serving_message(&host, &info));
                 current = Some(info);

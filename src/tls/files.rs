@@ -34,6 +34,7 @@ pub async fn reload_on_sighup(config: Config, state: Arc<TlsState>) {
                     cert.info.not_after
                 );
                 state.install(cert, false);
+                state.warn_if_expiring(false);
                 state.set_error(None);
             }
             Err(e) => {

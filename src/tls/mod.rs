@@ -65,6 +65,10 @@ impl CertResolver {
     }
 }
 
+/// Below this many days left, the certificate is reported as expiring (log, doctor,
+/// `/readyz`).
+pub const EXPIRY_WARNING_DAYS: i64 = 14;
+
 /// What the front door is doing, for people and monitors.
 #[derive(Clone, Debug, Default)]
 pub struct TlsStatus {
@@ -86,11 +90,51 @@ pub struct TlsState {
     /// HTTP-01: token → key authorization.
     http01: Mutex<HashMap<String, String>>,
     status: Mutex<TlsStatus>,
+    /// When the expiry warning was last logged (at most one every 12 hours).
+    warned: Mutex<Option<std::time::Instant>>,
 }
 
 impl TlsState {
     pub fn status(&self) -> TlsStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Whole days until the served certificate expires (negative once it has), if one is
+    /// served.
+    pub fn days_left(&self) -> Option<i64> {
+        let cert = self.status().cert?;
+        Some((cert.not_after - crate::clock::unix_secs()).div_euclid(86_400))
+    }
+
+    /// Logs a warning while the served certificate has less than [`EXPIRY_WARNING_DAYS`]
+    /// left, at most twice a day: Let's Encrypt no longer mails expiry warnings, and a
+    /// certificate that stopped renewing must not go unnoticed. `renews_itself`: ACME.
+    pub fn warn_if_expiring(&self, renews_itself: bool) {
+        let Some(days) = self.days_left().filter(|d| *d < EXPIRY_WARNING_DAYS) else {
+            return;
+        };
+        let Ok(mut warned) = self.warned.lock() else {
+            return;
+        };
+        let every = std::time::Duration::from_secs(12 * 3600);
+        if warned.is_some_and(|at| at.elapsed() < every) {
+            return;
+        }
+        *warned = Some(std::time::Instant::now());
+        let fix = if renews_itself {
+            "perch renews it by itself: its log (journalctl -u perch) says why it has not"
+        } else {
+            "replace the certificate files and run systemctl reload perch"
+        };
+        tracing::warn!("the TLS certificate expires in {days} day(s); {fix}");
+    }
+
+    /// Checks the certificate's age every ten minutes (see [`Self::warn_if_expiring`]).
+    pub async fn watch_expiry(self: Arc<Self>, renews_itself: bool) {
+        loop {
+            self.warn_if_expiring(renews_itself);
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        }
     }
 
     /// Updates the status line (also sent to systemd).

@@ -182,6 +182,15 @@ async fn tls_alpn_01_issuance_https_and_restart_keeps_the_certificate() {
             .starts_with("default-src 'none'")
     );
 
+    let r = https_get(perch.tls, HOST, &roots, "/readyz").await.unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(ready["tls"]["certificateExpiring"], false, "{ready}");
+    assert!(
+        ready["tls"]["certificateDaysLeft"].as_i64().unwrap() > 14,
+        "{ready}"
+    );
+    assert!(!perch.log().contains("certificate expires in"));
+
     // Files under data_dir/acme are private.
     use std::os::unix::fs::PermissionsExt;
     let acme = perch.data.join("acme");
@@ -293,4 +302,14 @@ async fn short_lived_certificates_renew_without_restart_or_failed_requests() {
         count(&log, "certificate for pds.test obtained") >= 3,
         "{log}"
     );
+    // Certificates this short are always about to expire: said once, not at every renewal.
+    assert_eq!(
+        count(&log, "the TLS certificate expires in 0 day(s)"),
+        1,
+        "{log}"
+    );
+    let r = https_get(perch.tls, HOST, &roots, "/readyz").await.unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(ready["tls"]["certificateExpiring"], true, "{ready}");
+    assert_eq!(ready["tls"]["certificateDaysLeft"], 0, "{ready}");
 }

@@ -8,6 +8,7 @@ mod acme;
 mod backup;
 mod cli;
 mod cli_account;
+mod completions;
 mod corrupt_db;
 mod crash;
 mod firehose_fanout;
