@@ -39,6 +39,7 @@ pub mod migrate;
 pub mod net;
 pub mod notify;
 pub mod oauth;
+pub mod progress;
 pub mod repo;
 pub mod store;
 pub mod syntax;

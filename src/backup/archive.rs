@@ -232,7 +232,11 @@ pub struct Exported {
 /// Write the export archive of the data dir's account to `out`. Reads the
 /// database through one read transaction, so the CAR, the blob list and
 /// the preferences describe one moment even while the server writes.
-pub fn export<W: Write>(data_dir: &Path, out: W) -> Result<(W, Exported), BackupError> {
+pub fn export<W: Write>(
+    data_dir: &Path,
+    out: W,
+    progress: &dyn crate::progress::Progress,
+) -> Result<(W, Exported), BackupError> {
     let db = data_dir.join(super::DB_FILE);
     if !db.is_file() {
         return Err(BackupError::Refused(format!(
@@ -309,6 +313,8 @@ pub fn export<W: Write>(data_dir: &Path, out: W) -> Result<(W, Exported), Backup
     let live = data_dir.join("blobs");
     let mut written = 0;
     let mut missing = Vec::new();
+    // Sizes are learnt file by file: the bar counts blobs.
+    progress.total(blobs.len() as u64, 0);
     for cid in &blobs {
         let Ok(c) = crate::blobs::parse_blob_cid(cid) else {
             missing.push(cid.clone());
@@ -329,6 +335,7 @@ pub fn export<W: Write>(data_dir: &Path, out: W) -> Result<(W, Exported), Backup
             .len();
         tar.file(&format!("blobs/{cid}"), size, &mut f)
             .map_err(|e| BackupError::io(path.display(), e))?;
+        progress.step(size);
         written += 1;
     }
     let (out, bytes) = tar.finish().map_err(io("the archive"))?;

@@ -194,7 +194,12 @@ pub struct Restored {
 /// Restore the backup in `backup` into `data_dir`. Nothing in `data_dir`
 /// changes until every file has been copied and checked against the
 /// manifest and the repo has been verified.
-pub fn restore(backup: &Path, data_dir: &Path, opts: &Options) -> Result<Restored, BackupError> {
+pub fn restore(
+    backup: &Path,
+    data_dir: &Path,
+    opts: &Options,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Restored, BackupError> {
     let started = Instant::now();
     let manifest = read_backup_manifest(backup)?;
     if manifest.schema_version > store::snapshot::schema_version() {
@@ -249,7 +254,7 @@ pub fn restore(backup: &Path, data_dir: &Path, opts: &Options) -> Result<Restore
 
     let staging = data_dir.join(format!(".restore-{}", std::process::id()));
     let floor = opts.seq_floor.map(|n| (n, replaced_rev.clone()));
-    let staged = stage(backup, &manifest, &staging, floor);
+    let staged = stage(backup, &manifest, &staging, floor, progress);
     let records = match staged {
         Ok(n) => n,
         Err(e) => {
@@ -392,13 +397,19 @@ fn stage(
     manifest: &Manifest,
     staging: &Path,
     seq_floor: Option<(i64, Option<String>)>,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<u64, BackupError> {
     if staging.exists() {
         std::fs::remove_dir_all(staging).map_err(|e| BackupError::io(staging.display(), e))?;
     }
     files::private_dir(staging).map_err(|e| BackupError::io(staging.display(), e))?;
     let mut dirs = std::collections::BTreeSet::new();
+    progress.total(
+        manifest.files.len() as u64,
+        manifest.files.iter().map(|f| f.size).sum(),
+    );
     for f in &manifest.files {
+        progress.step(f.size);
         let rel = super::manifest::safe_relative(&f.path).map_err(BackupError::Damaged)?;
         let src = backup.join(&rel);
         let dst = staging.join(&rel);

@@ -56,7 +56,12 @@ pub async fn run(plan: Plan) {
         tokio::time::sleep(delay).await;
         let (d, r) = (data_dir.clone(), root.clone());
         let result = tokio::task::spawn_blocking(move || {
-            snapshot::take(&d, &r, &Options { keep: Some(keep) })
+            snapshot::take(
+                &d,
+                &r,
+                &Options { keep: Some(keep) },
+                &crate::progress::Quiet,
+            )
         })
         .await;
         delay = match result {

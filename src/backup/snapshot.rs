@@ -43,7 +43,12 @@ pub struct Outcome {
 }
 
 /// Back up `data_dir` into a new timestamped directory under `root`.
-pub fn take(data_dir: &Path, root: &Path, opts: &Options) -> Result<Outcome, BackupError> {
+pub fn take(
+    data_dir: &Path,
+    root: &Path,
+    opts: &Options,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Outcome, BackupError> {
     let started = Instant::now();
     let db_path = data_dir.join(DB_FILE);
     if !db_path.is_file() {
@@ -62,7 +67,7 @@ pub fn take(data_dir: &Path, root: &Path, opts: &Options) -> Result<Outcome, Bac
     let name = free_name(root, super::unix_millis_now());
     let tmp = root.join(format!("{TMP_PREFIX}{name}"));
     files::private_dir(&tmp).map_err(|e| BackupError::io(tmp.display(), e))?;
-    let built = build(data_dir, &tmp, previous.as_deref());
+    let built = build(data_dir, &tmp, previous.as_deref(), progress);
     let (manifest, copied_bytes, linked) = match built {
         Ok(x) => x,
         Err(e) => {
@@ -150,6 +155,7 @@ fn build(
     data_dir: &Path,
     tmp: &Path,
     previous: Option<&Path>,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<(Manifest, u64, usize), BackupError> {
     let db_src = data_dir.join(DB_FILE);
     let db_dst = tmp.join(DB_FILE);
@@ -173,7 +179,12 @@ fn build(
         facts = db::online_backup(&db_src, &db_dst)?;
         let mut vanished = Vec::new();
         let mut damaged = Vec::new();
+        progress.total(
+            facts.blobs.len() as u64,
+            facts.blobs.iter().map(|b| b.size.max(0) as u64).sum(),
+        );
         for row in &facts.blobs {
+            progress.step(row.size.max(0) as u64);
             if placed.contains_key(&row.cid) {
                 continue;
             }
@@ -431,7 +442,7 @@ mod tests {
     fn second_backup_links_blobs_and_pruning_keeps_the_newest() {
         let (d, cids) = data_dir(&[b"one", b"two"], &[]);
         let root = tempfile::tempdir().unwrap();
-        let first = take(d.path(), root.path(), &opts(None)).unwrap();
+        let first = take(d.path(), root.path(), &opts(None), &crate::progress::Quiet).unwrap();
         let paths: Vec<&str> = first
             .manifest
             .files
@@ -447,7 +458,13 @@ mod tests {
             );
         }
         assert!(first.manifest.missing_blobs.is_empty());
-        let second = take(d.path(), root.path(), &opts(Some(1))).unwrap();
+        let second = take(
+            d.path(),
+            root.path(),
+            &opts(Some(1)),
+            &crate::progress::Quiet,
+        )
+        .unwrap();
         assert_eq!(second.linked, 2, "blobs linked from the previous backup");
         assert_eq!(second.copied_bytes, 0);
         assert_eq!(second.pruned.len(), 1);
@@ -467,7 +484,7 @@ mod tests {
     fn a_blob_file_lost_from_the_data_dir_is_reported_not_fatal() {
         let (d, cids) = data_dir(&[b"kept", b"lost"], &[1]);
         let root = tempfile::tempdir().unwrap();
-        let out = take(d.path(), root.path(), &opts(None)).unwrap();
+        let out = take(d.path(), root.path(), &opts(None), &crate::progress::Quiet).unwrap();
         assert_eq!(out.manifest.missing_blobs, vec![cids[1].clone()]);
         assert!(
             out.manifest
@@ -481,12 +498,30 @@ mod tests {
     fn refusals() {
         let (d, _) = data_dir(&[], &[]);
         let missing = d.path().join("..").join("no-such-usb-disk");
-        let e = take(d.path(), &missing, &Options::default()).unwrap_err();
+        let e = take(
+            d.path(),
+            &missing,
+            &Options::default(),
+            &crate::progress::Quiet,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("is the disk mounted"), "{e}");
-        let e = take(d.path(), &d.path().join("backups"), &opts(None)).unwrap_err();
+        let e = take(
+            d.path(),
+            &d.path().join("backups"),
+            &opts(None),
+            &crate::progress::Quiet,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("inside the data dir"), "{e}");
         let empty = tempfile::tempdir().unwrap();
-        let e = take(empty.path(), &d.path().join("x"), &opts(None)).unwrap_err();
+        let e = take(
+            empty.path(),
+            &d.path().join("x"),
+            &opts(None),
+            &crate::progress::Quiet,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("no database"), "{e}");
     }
 }

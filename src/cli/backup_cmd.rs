@@ -21,7 +21,10 @@ pub fn backup(config: &Config, dir: Option<PathBuf>, keep: Option<usize>) -> Res
     if keep == Some(0) {
         return Err(msg("--keep must be at least 1"));
     }
-    let out = snapshot::take(&config.data_dir, &root, &snapshot::Options { keep }).map_err(msg)?;
+    let bar = super::progress::Reporter::new("backup", "blobs");
+    let out = snapshot::take(&config.data_dir, &root, &snapshot::Options { keep }, &bar);
+    bar.finish();
+    let out = out.map_err(msg)?;
     let m = &out.manifest;
     let blobs = m
         .files
@@ -80,7 +83,10 @@ pub fn restore(
     seq_floor: Option<i64>,
 ) -> Result<(), CliError> {
     let opts = restore::Options { force, seq_floor };
-    let r = restore::restore(backup_dir, &config.data_dir, &opts).map_err(msg)?;
+    let bar = super::progress::Reporter::new("restore", "files");
+    let r = restore::restore(backup_dir, &config.data_dir, &opts, &bar);
+    bar.finish();
+    let r = r.map_err(msg)?;
     let m = &r.manifest;
     println!(
         "restored {} (taken {}) into {}",
@@ -142,8 +148,10 @@ pub fn export(config: &Config, file: Option<PathBuf>) -> Result<(), CliError> {
             ));
         }
         let stdout = std::io::stdout().lock();
-        let (w, e) = backup::archive::export(&config.data_dir, std::io::BufWriter::new(stdout))
-            .map_err(msg)?;
+        let bar = super::progress::Reporter::new("export", "blobs");
+        let done = backup::archive::export(&config.data_dir, std::io::BufWriter::new(stdout), &bar);
+        bar.finish();
+        let (w, e) = done.map_err(msg)?;
         drop(w);
         report_export(&e, "stdout", started);
         return Ok(());
@@ -171,8 +179,10 @@ pub fn export(config: &Config, file: Option<PathBuf>) -> Result<(), CliError> {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| msg(format!("{}: {e}", tmp.display())))?;
-        let (w, e) =
-            backup::archive::export(&config.data_dir, std::io::BufWriter::new(f)).map_err(msg)?;
+        let bar = super::progress::Reporter::new("export", "blobs");
+        let done = backup::archive::export(&config.data_dir, std::io::BufWriter::new(f), &bar);
+        bar.finish();
+        let (w, e) = done.map_err(msg)?;
         let f = w
             .into_inner()
             .map_err(|e| msg(format!("{}: {}", tmp.display(), e.error())))?;

@@ -13,6 +13,7 @@ mod journal;
 #[cfg(test)]
 mod manpage;
 pub mod migrate_cmd;
+mod progress;
 pub mod welcome;
 
 use std::io::IsTerminal as _;

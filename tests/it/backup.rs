@@ -859,3 +859,83 @@ fn newest(root: &Path) -> PathBuf {
     dirs.sort();
     dirs.pop().unwrap()
 }
+
+/// Backup, restore and export say how far they are: on a terminal a line redrawn in place
+/// (checked under a pseudo-terminal from `script`), elsewhere plain lines.
+#[tokio::test]
+async fn backup_restore_and_export_report_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let server = start(&data).await;
+        for i in 0..3 {
+            let blob = upload(&server, &blob_bytes(i, 20_000)).await;
+            create_post(&server, &format!("with image {i}"), Some(&blob)).await;
+        }
+    }
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    // Not a terminal: the line with the work ahead, plainly.
+    let o = perch(&["backup", s(&backups), "--dev", "--data-dir", s(&data)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("backup: 0/3 blobs, 0 B of 58.6 KiB, 0%"),
+        "{err}"
+    );
+    assert!(!err.contains('\r'), "{err}");
+
+    // A terminal: redrawn in place, ending at 3 of 3, then cleared for the summary.
+    let tty = dir.path().join("backups-tty");
+    std::fs::create_dir(&tty).unwrap();
+    let bin = crate::support::process::bin();
+    let o = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} backup {} --dev --data-dir {}",
+            bin.display(),
+            s(&tty),
+            s(&data)
+        ))
+        .arg("/dev/null")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{shown}");
+    assert!(
+        shown.contains("\rbackup: 3/3 blobs, 58.6 KiB of 58.6 KiB, 100%"),
+        "{shown:?}"
+    );
+    assert!(shown.contains("\r\x1b[K"), "{shown:?}");
+    assert!(shown.contains("backup written to"), "{shown}");
+
+    let o = perch(&[
+        "export",
+        s(&dir.path().join("e.tar")),
+        "--dev",
+        "--data-dir",
+        s(&data),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("export: 0/3 blobs"),
+        "{}",
+        text(&o)
+    );
+
+    let o = perch(&[
+        "restore",
+        s(&only_backup(&backups)),
+        "--dev",
+        "--data-dir",
+        s(&dir.path().join("restored")),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("restore: 0/"),
+        "{}",
+        text(&o)
+    );
+}

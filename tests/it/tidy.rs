@@ -19,7 +19,7 @@ const LAYERS: &[(u8, &[&str])] = &[
         2,
         &[
             "store", "blobs", "health", "keys", "fsutil", "identity", "net", "mail", "auth",
-            "addr", "hasher", "config", "metrics",
+            "addr", "hasher", "config", "metrics", "progress",
         ],
     ),
     (
