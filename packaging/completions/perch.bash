@@ -2177,7 +2177,7 @@ _perch() {
             return 0
             ;;
         perch__subcmd__migrate__subcmd__in)
-            opts="-h --from --password --old-pds --to --plc-token --config --data-dir --listen --dev --help"
+            opts="-h --from --password --password-stdin --old-pds --to --plc-token --config --data-dir --listen --dev --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2223,7 +2223,7 @@ _perch() {
             return 0
             ;;
         perch__subcmd__migrate__subcmd__out)
-            opts="-h --to --password --handle --email --invite-code --from --config --data-dir --listen --dev --help"
+            opts="-h --to --password --password-stdin --handle --email --invite-code --from --config --data-dir --listen --dev --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -220,17 +220,18 @@ complete -c perch -n "__fish_perch_using_subcommand migrate; and not __fish_seen
 complete -c perch -n "__fish_perch_using_subcommand migrate; and not __fish_seen_subcommand_from in out help" -f -a "out" -d 'Move this server\'s account to another PDS (run it again to continue after an interruption)'
 complete -c perch -n "__fish_perch_using_subcommand migrate; and not __fish_seen_subcommand_from in out help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from in" -l from -d 'Your handle or DID' -r
-complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from in" -l password -d 'Your password on the old PDS (or PERCH_OLD_PASSWORD, or asked for)' -r
+complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from in" -l password -d 'Your password on the old PDS (visible to other local users: prefer the prompt, --password-stdin or PERCH_OLD_PASSWORD)' -r
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from in" -l old-pds -d 'The old PDS\'s URL, if not the one in your DID document' -r
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from in" -l to -d 'This server\'s URL (default: its public URL)' -r
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from in" -l plc-token -d 'The confirmation code the old PDS emailed you (second run)' -r
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from in" -l config -d 'Config file (default: /etc/perch/perch.toml if it exists; not read with --dev)' -r -F
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from in" -l data-dir -d 'Data directory (overrides data_dir)' -r -F
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from in" -l listen -d 'Listen address, e.g. [::]:443 (overrides listen)' -r
+complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from in" -l password-stdin -d 'Read the password from the first line of standard input'
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from in" -l dev -d 'Local development: plain HTTP on 127.0.0.1:2583, hostname localhost, ./perch-dev, no PLC'
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from in" -s h -l help -d 'Print help'
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from out" -l to -d 'The PDS to move to, e.g. https://pds.example.net' -r
-complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from out" -l password -d 'Your password here (or PERCH_PASSWORD, or asked for); the new account gets it too' -r
+complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from out" -l password -d 'Your password here; the new account gets it too (visible to other local users: prefer the prompt, --password-stdin or PERCH_PASSWORD)' -r
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from out" -l handle -d 'Handle on the new PDS (default: your current handle)' -r
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from out" -l email -d 'Email for the new account (default: the one here, if any)' -r
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from out" -l invite-code -d 'Invite code, if the new PDS requires one' -r
@@ -238,6 +239,7 @@ complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_sub
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from out" -l config -d 'Config file (default: /etc/perch/perch.toml if it exists; not read with --dev)' -r -F
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from out" -l data-dir -d 'Data directory (overrides data_dir)' -r -F
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from out" -l listen -d 'Listen address, e.g. [::]:443 (overrides listen)' -r
+complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from out" -l password-stdin -d 'Read the password from the first line of standard input'
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from out" -l dev -d 'Local development: plain HTTP on 127.0.0.1:2583, hostname localhost, ./perch-dev, no PLC'
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from out" -s h -l help -d 'Print help'
 complete -c perch -n "__fish_perch_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "in" -d 'Move your account from another PDS to this one (run it again to continue after an interruption)'

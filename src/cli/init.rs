@@ -336,6 +336,32 @@ pub(crate) fn new_password(flag: Option<String>, from_stdin: bool) -> Result<Str
     Ok(password)
 }
 
+/// A password that already exists (on this server or another): from stdin with
+/// `--password-stdin`, else `--password`, else the environment variable `env`, else asked
+/// once on the terminal with the echo off.
+pub(crate) fn existing_password(
+    flag: Option<String>,
+    from_stdin: bool,
+    env: &str,
+    prompt: &str,
+) -> Result<String, String> {
+    let stdin = &mut io::stdin().lock();
+    if from_stdin {
+        return Ok(read_line(stdin)
+            .map_err(|InitError(e)| e)?
+            .ok_or("--password-stdin: no input")?);
+    }
+    if let Some(p) = flag.or_else(|| std::env::var(env).ok()) {
+        return Ok(p);
+    }
+    if !io::stdin().is_terminal() {
+        return Err(format!(
+            "no password: pipe it in with --password-stdin (or set {env})"
+        ));
+    }
+    read_secret(stdin, &format!("{prompt}: "), true).map_err(|InitError(e)| e)
+}
+
 fn ask_password(stdin: &mut impl io::BufRead) -> Result<String, InitError> {
     let tty = io::stdin().is_terminal();
     loop {

@@ -42,16 +42,13 @@ pub fn invite(config: &Config) -> Result<(), CliError> {
     Ok(())
 }
 
-fn password_or_ask(password: Option<String>, env: &str, prompt: &str) -> Result<String, CliError> {
-    if let Some(p) = password.or_else(|| std::env::var(env).ok()) {
-        return Ok(p);
-    }
-    eprint!("{prompt}: ");
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| CliError::Message(e.to_string()))?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+fn password_or_ask(
+    password: Option<String>,
+    from_stdin: bool,
+    env: &str,
+    prompt: &str,
+) -> Result<String, CliError> {
+    super::init::existing_password(password, from_stdin, env, prompt).map_err(CliError::Message)
 }
 
 fn finish(result: Result<String, MigrateError>) -> Result<(), CliError> {
@@ -78,11 +75,13 @@ pub struct OutArgs {
     pub email: Option<String>,
     pub invite_code: Option<String>,
     pub from: Option<String>,
+    pub password_stdin: bool,
 }
 
 pub fn run_out(config: &Config, args: OutArgs) -> Result<(), CliError> {
     let password = password_or_ask(
         args.password,
+        args.password_stdin,
         "PERCH_PASSWORD",
         "your password on this server",
     )?;
@@ -120,12 +119,14 @@ pub fn run_in(
     config: &Config,
     from: String,
     password: Option<String>,
+    password_stdin: bool,
     old_pds: Option<String>,
     to: Option<String>,
     plc_token: Option<String>,
 ) -> Result<(), CliError> {
     let password = password_or_ask(
         password,
+        password_stdin,
         "PERCH_OLD_PASSWORD",
         &format!("password for {from} on the old PDS"),
     )?;

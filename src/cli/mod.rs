@@ -141,9 +141,13 @@ pub enum MigrateCommand {
         /// Your handle or DID
         #[arg(long)]
         from: String,
-        /// Your password on the old PDS (or PERCH_OLD_PASSWORD, or asked for)
+        /// Your password on the old PDS (visible to other local users: prefer the prompt,
+        /// --password-stdin or PERCH_OLD_PASSWORD)
         #[arg(long)]
         password: Option<String>,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
         /// The old PDS's URL, if not the one in your DID document
         #[arg(long = "old-pds", value_name = "URL")]
         old_pds: Option<String>,
@@ -160,9 +164,13 @@ pub enum MigrateCommand {
         /// The PDS to move to, e.g. https://pds.example.net
         #[arg(long, value_name = "URL")]
         to: String,
-        /// Your password here (or PERCH_PASSWORD, or asked for); the new account gets it too
+        /// Your password here; the new account gets it too (visible to other local users:
+        /// prefer the prompt, --password-stdin or PERCH_PASSWORD)
         #[arg(long)]
         password: Option<String>,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
         /// Handle on the new PDS (default: your current handle)
         #[arg(long)]
         handle: Option<String>,
@@ -408,13 +416,23 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
         Command::Migrate(MigrateCommand::In {
             from,
             password,
+            password_stdin,
             old_pds,
             to,
             plc_token,
-        }) => migrate_cmd::run_in(&config, from, password, old_pds, to, plc_token),
+        }) => migrate_cmd::run_in(
+            &config,
+            from,
+            password,
+            password_stdin,
+            old_pds,
+            to,
+            plc_token,
+        ),
         Command::Migrate(MigrateCommand::Out {
             to,
             password,
+            password_stdin,
             handle,
             email,
             invite_code,
@@ -428,6 +446,7 @@ fn run(command: Command, global: &GlobalArgs, config: Config) -> Result<(), CliE
                 email,
                 invite_code,
                 from,
+                password_stdin,
             },
         ),
         Command::Account(AccountCommand::Create {

@@ -317,6 +317,22 @@ fn account_lifecycle_through_the_binary() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("no perch data in"), "{}", stderr(&o));
     assert!(!fresh.exists(), "a failed migrate in leaves no data dir");
+    // Without a terminal, a password comes only from stdin or the environment, never
+    // from a prompt nobody can answer.
+    let mut cmd = perch_cmd();
+    cmd.args([
+        "migrate",
+        "in",
+        "--from",
+        "alice.example.com",
+        "--dev",
+        "--data-dir",
+    ])
+    .arg(&fresh)
+    .stdin(std::process::Stdio::null());
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--password-stdin"), "{}", stderr(&o));
 }
 
 #[test]

@@ -149,6 +149,22 @@ async fn delete_account_is_no_password_oracle_and_shares_the_login_limit() {
         p.log().contains("account deletion from 127.0.0.7 failed"),
         "failed attempts are logged with the address"
     );
+    // Failed and refused logins are WARN lines with the client's address (for fail2ban).
+    let (st, _) = login_from(p, ip(11), &p.handle, "not the password").await;
+    assert_eq!(st, 401);
+    let log = p.log();
+    let warned = |needle: &str| {
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains(needle))
+    };
+    assert!(
+        warned("login from 127.0.0.11 failed: wrong credentials"),
+        "{log}"
+    );
+    assert!(
+        warned("login from 127.0.0.7 refused: too many failed attempts"),
+        "{log}"
+    );
 
     // The owner, from elsewhere, still gets in and can delete.
     let (st, b) = login_from(p, ip(8), &p.handle, &p.password).await;
