@@ -98,8 +98,9 @@ pub fn run_out(config: &Config, args: OutArgs) -> Result<(), CliError> {
                 .ok_or_else(|| CliError::Message("there is no account on this server".into()))?
                 .did
         };
-        finish(
-            migrate_out(OutOptions {
+        let bar = super::progress::Reporter::new("blobs", "copied");
+        let done = migrate_out(
+            OutOptions {
                 from: args.from.unwrap_or_else(|| config.public_url()),
                 to: args.to,
                 login,
@@ -109,9 +110,12 @@ pub fn run_out(config: &Config, args: OutArgs) -> Result<(), CliError> {
                 invite_code: args.invite_code,
                 plc_token,
                 plc_url: config.plc_url.clone(),
-            })
-            .await,
+            },
+            &bar,
         )
+        .await;
+        bar.finish();
+        finish(done)
     })
 }
 
@@ -141,5 +145,8 @@ pub fn run_in(
         plc_token,
         plc_url: config.plc_url.clone(),
     };
-    finish(rt.block_on(migrate_in(opts)))
+    let bar = super::progress::Reporter::new("blobs", "copied");
+    let done = rt.block_on(migrate_in(opts, &bar));
+    bar.finish();
+    finish(done)
 }

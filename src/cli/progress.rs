@@ -20,6 +20,8 @@ struct State {
     bytes: (u64, u64),
     started: Instant,
     drawn: Option<Instant>,
+    /// A terminal line is drawn and not yet ended.
+    open: bool,
 }
 
 fn human(bytes: u64) -> String {
@@ -38,6 +40,7 @@ impl Reporter {
                 bytes: (0, 0),
                 started: Instant::now(),
                 drawn: None,
+                open: false,
             }),
         }
     }
@@ -57,15 +60,18 @@ impl Reporter {
         } else {
             human(bdone)
         };
+        let rate = human((bdone as f64 / secs) as u64);
+        if total == 0 {
+            // The amount of work was never told (or is none): counts only.
+            return format!("{}: {done} {}, {size}, {rate}/s", self.what, self.unit);
+        }
         format!(
-            "{}: {done}/{total} {}, {size}, {pct}%, {}/s",
-            self.what,
-            self.unit,
-            human((bdone as f64 / secs) as u64)
+            "{}: {done}/{total} {}, {size}, {pct}%, {rate}/s",
+            self.what, self.unit
         )
     }
 
-    fn draw(&self, s: &mut State, force: bool) {
+    fn draw(&self, s: &mut State, force: bool, last: bool) {
         let every = if self.tty {
             Duration::from_millis(100)
         } else {
@@ -77,20 +83,26 @@ impl Reporter {
         s.drawn = Some(Instant::now());
         let line = self.line(s);
         let mut err = std::io::stderr().lock();
-        let _ = if self.tty {
-            write!(err, "\r{line}\x1b[K")
-        } else {
+        let _ = if !self.tty {
             writeln!(err, "{line}")
+        } else if last {
+            // The finished line stays, and what the command prints next starts below it.
+            s.open = false;
+            writeln!(err, "\r{line}\x1b[K")
+        } else {
+            s.open = true;
+            write!(err, "\r{line}\x1b[K")
         };
         let _ = err.flush();
     }
 
-    /// Ends the bar (the command prints its own summary next).
+    /// Ends an unfinished bar (the command prints its own summary or error next).
     pub fn finish(&self) {
         if self.tty
-            && let Ok(s) = self.state.lock()
-            && s.drawn.is_some()
+            && let Ok(mut s) = self.state.lock()
+            && s.open
         {
+            s.open = false;
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[K");
             let _ = err.flush();
@@ -103,7 +115,8 @@ impl Progress for Reporter {
         if let Ok(mut s) = self.state.lock() {
             s.items = (0, items);
             s.bytes = (0, bytes);
-            self.draw(&mut s, true);
+            let nothing = items == 0;
+            self.draw(&mut s, true, nothing);
         }
     }
 
@@ -112,7 +125,7 @@ impl Progress for Reporter {
             s.items.0 += 1;
             s.bytes.0 += bytes;
             let last = s.items.0 == s.items.1;
-            self.draw(&mut s, last);
+            self.draw(&mut s, last, last);
         }
     }
 }

@@ -56,7 +56,7 @@ enum PlcCode {
 }
 
 /// One move: `login` signs in on `old`; the account is created on `new`.
-struct Move {
+struct Move<'a> {
     net: Net,
     old: Pds,
     new: Pds,
@@ -69,6 +69,8 @@ struct Move {
     invite_code: Option<String>,
     plc: PlcCode,
     plc_url: String,
+    /// Told about the blob copy, the long part.
+    progress: &'a dyn crate::progress::Progress,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +136,10 @@ async fn resolve_did(net: &Net, plc_url: &str, from: &str) -> Result<String, Mig
 }
 
 /// Moves the account here. Returns a summary line.
-pub async fn migrate_in(opts: InOptions) -> Result<String, MigrateError> {
+pub async fn migrate_in(
+    opts: InOptions,
+    progress: &dyn crate::progress::Progress,
+) -> Result<String, MigrateError> {
     let net = Net::new(true);
     let did = resolve_did(&net, &opts.plc_url, &opts.from).await?;
     let doc = crate::identity::resolve::did_document(&net, &opts.plc_url, &did)
@@ -163,12 +168,16 @@ pub async fn migrate_in(opts: InOptions) -> Result<String, MigrateError> {
         invite_code: opts.invite_code.clone(),
         plc: PlcCode::Emailed(opts.plc_token.clone()),
         plc_url: opts.plc_url.clone(),
+        progress,
     })
     .await
 }
 
 /// Moves this server's account to another PDS.
-pub async fn migrate_out(opts: OutOptions) -> Result<String, MigrateError> {
+pub async fn migrate_out(
+    opts: OutOptions,
+    progress: &dyn crate::progress::Progress,
+) -> Result<String, MigrateError> {
     let net = Net::new(true);
     let here = Pds::new(&net, &opts.from);
     let new = Pds::new(&net, &opts.to);
@@ -186,11 +195,12 @@ pub async fn migrate_out(opts: OutOptions) -> Result<String, MigrateError> {
         invite_code: opts.invite_code.clone(),
         plc: PlcCode::Minted(opts.plc_token.clone()),
         plc_url: opts.plc_url.clone(),
+        progress,
     })
     .await
 }
 
-async fn move_account(m: Move) -> Result<String, MigrateError> {
+async fn move_account(m: Move<'_>) -> Result<String, MigrateError> {
     let Move {
         net,
         old,
@@ -202,6 +212,7 @@ async fn move_account(m: Move) -> Result<String, MigrateError> {
         invite_code,
         plc,
         plc_url,
+        progress,
     } = m;
     // 1. Sessions: the old server, then this one (creating the account on first run).
     let old_session = retry("login to the old PDS", || {
@@ -276,7 +287,7 @@ async fn move_account(m: Move) -> Result<String, MigrateError> {
     let activated = status.get("activated").and_then(Value::as_bool) == Some(true);
     if !activated {
         copy_repo(&old, &new, &did, &status).await?;
-        copy_blobs(&old, &new, &did).await?;
+        copy_blobs(&old, &new, &did, progress).await?;
         let prefs = old.query("app.bsky.actor.getPreferences", &[]).await?;
         new.procedure("app.bsky.actor.putPreferences", Some(&prefs))
             .await?;
@@ -334,10 +345,23 @@ async fn copy_repo(old: &Pds, new: &Pds, did: &str, status: &Value) -> Result<()
     Ok(())
 }
 
-async fn copy_blobs(old: &Pds, new: &Pds, did: &str) -> Result<(), MigrateError> {
+async fn copy_blobs(
+    old: &Pds,
+    new: &Pds,
+    did: &str,
+    progress: &dyn crate::progress::Progress,
+) -> Result<(), MigrateError> {
     let mut copied = 0usize;
     let mut bytes = 0usize;
     let started = std::time::Instant::now();
+    // The new PDS knows from the imported records how many blobs it expects.
+    if let Ok(status) = new
+        .query("com.atproto.server.checkAccountStatus", &[])
+        .await
+    {
+        let n = |k: &str| status.get(k).and_then(Value::as_u64).unwrap_or(0);
+        progress.total(n("expectedBlobs").saturating_sub(n("importedBlobs")), 0);
+    }
     loop {
         // Always from the start: what was uploaded is no longer missing.
         let page = retry("listMissingBlobs", || {
@@ -391,12 +415,7 @@ async fn copy_blobs(old: &Pds, new: &Pds, did: &str) -> Result<(), MigrateError>
             }
             copied += 1;
             bytes += blob.bytes.len();
-            if copied.is_multiple_of(10) {
-                say(format!(
-                    "blobs: {copied} copied ({:.1} MB)",
-                    bytes as f64 / 1e6
-                ));
-            }
+            progress.step(blob.bytes.len() as u64);
         }
         if copied == before {
             return Err(step(

@@ -908,7 +908,13 @@ async fn backup_restore_and_export_report_progress() {
         shown.contains("\rbackup: 3/3 blobs, 58.6 KiB of 58.6 KiB, 100%"),
         "{shown:?}"
     );
-    assert!(shown.contains("\r\x1b[K"), "{shown:?}");
+    // Drawn in place from the first line to the last, which then stays above the summary.
+    assert!(
+        shown.contains("\rbackup: 0/3 blobs, 0 B of 58.6 KiB, 0%"),
+        "{shown:?}"
+    );
+    assert!(shown.contains("100%, "), "{shown:?}");
+    assert!(shown.contains("\x1b[K\r\nbackup written to"), "{shown:?}");
     assert!(shown.contains("backup written to"), "{shown}");
 
     let o = perch(&[
