@@ -66,3 +66,60 @@ fn a_port_in_use_is_named_with_what_to_check() {
         "{err}"
     );
 }
+
+/// A port below 1024 without the capability names it (the check runs as `nobody`, so only
+/// where the tests run as root).
+#[test]
+fn a_privileged_port_without_the_capability_says_what_grants_it() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("not root: skipping");
+        return;
+    }
+    let unprivileged_from: u16 =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1024);
+    if unprivileged_from <= 81 {
+        eprintln!("every port is unprivileged on this host: skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(crate::support::process::bin())
+        .args(["serve", "--dev", "--listen", "127.0.0.1:81", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot listen on 127.0.0.1:81") && err.contains("CAP_NET_BIND_SERVICE"),
+        "{err}"
+    );
+}
+
+/// With no config file at all, the first thing said is that perch is not set up.
+#[test]
+fn no_config_at_all_points_to_init() {
+    if std::path::Path::new("/etc/perch/perch.toml").exists() {
+        eprintln!("this machine has a perch config: skipping");
+        return;
+    }
+    let o = crate::support::process::perch(&["status"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("perch is not set up yet") && err.contains("sudo perch init"),
+        "{err}"
+    );
+}
