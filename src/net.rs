@@ -42,6 +42,21 @@ pub enum NetError {
 /// link-local (cloud metadata), CGNAT, multicast and reserved space, and
 /// IPv6 forms that carry one of those IPv4 addresses (mapped, compatible,
 /// NAT64, 6to4), since a home router may translate them.
+/// The TLS client of every outbound connection (HTTPS here, SMTP in `mail`): rustls on ring,
+/// its safe protocol versions, the Mozilla roots.
+pub fn tls_client_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        })
+        .with_no_client_auth(),
+    )
+}
+
 /// An error with every cause under it, `outer: inner: innermost`, so that "client error
 /// (Connect)" is followed by the DNS failure or refused connection that explains it. A cause
 /// whose text the outer one already shows is not repeated.
@@ -186,17 +201,7 @@ impl Net {
         let mut http = HttpConnector::new_with_resolver(GuardedResolver { allow_private });
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map(|b| {
-            b.with_root_certificates(rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            })
-            .with_no_client_auth()
-        });
-        let https = match tls {
+        let https = match tls_client_config() {
             Ok(cfg) => hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(cfg)
                 .https_or_http()

@@ -69,6 +69,11 @@ fn new_code() -> String {
     format!("{}-{}", &raw[..5], &raw[5..])
 }
 
+/// A code as typed or pasted: spaces around it and lower case forgiven.
+pub(super) fn typed(code: &str) -> String {
+    code.trim().to_ascii_uppercase()
+}
+
 impl Accounts<'_> {
     /// A new code for `purpose`, stored until it expires or is used. It replaces the earlier
     /// codes for the same purpose, except invites (the owner may hand out several).
@@ -89,7 +94,7 @@ impl Accounts<'_> {
 
     /// Uses up a code for `purpose`: valid, expired (and gone), or unknown.
     pub async fn take_code(&self, purpose: Purpose, code: &str) -> Result<CodeState, StoreError> {
-        let code = code.trim().to_ascii_uppercase();
+        let code = typed(code);
         let now = crate::clock::unix_secs();
         self.writer
             .exec(move |db, _| {
@@ -114,7 +119,7 @@ impl Accounts<'_> {
 
     /// Whether `code` is a live code for `purpose` (without using it up).
     pub async fn code_is_valid(&self, purpose: Purpose, code: &str) -> Result<bool, StoreError> {
-        let code = code.to_owned();
+        let code = typed(code);
         let now = crate::clock::unix_secs();
         self.store
             .read(move |db| account::action_token_valid(db, purpose.as_str(), &code, now))
@@ -134,7 +139,7 @@ impl Accounts<'_> {
 
     /// Uses up a PLC code.
     pub async fn take_plc_code(&self, code: &str) -> Result<CodeState, StoreError> {
-        let code = code.to_owned();
+        let code = typed(code);
         let now = crate::clock::unix_secs();
         let taken = self
             .writer

@@ -33,7 +33,11 @@ impl Accounts<'_> {
             .await?;
         let cids = self
             .writer
-            .delete_account(acct.did.clone(), code.to_owned(), crate::clock::unix_secs())
+            .delete_account(
+                acct.did.clone(),
+                super::codes::typed(code),
+                crate::clock::unix_secs(),
+            )
             .await?
             .ok_or(AccountError::InvalidCode)?;
         tracing::warn!("account {} deleted", acct.did);

@@ -35,7 +35,7 @@ impl Accounts<'_> {
 
     /// Makes `code` known to the owner: mailed to `to` when there is a relay and an address
     /// (in the background: a slow relay never holds a request), and a log line either way.
-    pub fn deliver(&self, subject_what: &str, ttl_min: i64, code: &str, to: Option<&str>) {
+    fn deliver(&self, subject_what: &str, ttl_min: i64, code: &str, to: Option<&str>) {
         let host = self.config.hostname.clone();
         let to = to.filter(|_| self.mailer.configured()).map(str::to_owned);
         let Some(to) = to else {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::HandlerResult;
 use super::auth::{AccountAction, AccountAttr, Permit, require_user};
@@ -19,9 +19,8 @@ async fn may_manage_email(app: &App, req: &XrpcRequest) -> Result<(), XrpcError>
 }
 
 /// `com.atproto.server.requestEmailConfirmation`
-pub async fn request_email_confirmation(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+pub async fn request_email_confirmation(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     may_manage_email(&app, &req).await?;
-    let _: Option<Value> = req.json(JSON_LIMIT).await.ok();
     app.accounts().request_email_confirmation().await?;
     Ok(XrpcResponse::Empty)
 }
@@ -43,9 +42,8 @@ pub async fn confirm_email(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult
 }
 
 /// `com.atproto.server.requestEmailUpdate`
-pub async fn request_email_update(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
+pub async fn request_email_update(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     may_manage_email(&app, &req).await?;
-    let _: Option<Value> = req.json(JSON_LIMIT).await.ok();
     let required = app.accounts().request_email_update().await?;
     Ok(XrpcResponse::Json(json!({ "tokenRequired": required })))
 }

@@ -28,17 +28,15 @@ pub async fn readyz(app: &Arc<App>) -> Response<Body> {
     });
     let tls_on = app.config.tls != crate::config::TlsMode::Off;
     let tls = app.tls.status();
+    let days_left = app.tls.days_left();
     let tls_json = tls_on.then(|| {
         json!({
             "serving": tls.serving,
             "status": tls.message,
             "certificateSerial": tls.cert.as_ref().map(|c| c.serial.clone()),
             "certificateNotAfter": tls.cert.as_ref().map(|c| c.not_after),
-            "certificateDaysLeft": app.tls.days_left(),
-            "certificateExpiring": app
-                .tls
-                .days_left()
-                .is_some_and(|d| d < crate::tls::EXPIRY_WARNING_DAYS),
+            "certificateDaysLeft": days_left,
+            "certificateExpiring": days_left.is_some_and(|d| d < crate::tls::EXPIRY_WARNING_DAYS),
             "lastError": tls.last_error,
         })
     });

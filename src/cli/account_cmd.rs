@@ -2,13 +2,25 @@
 //! the account and the changes the apps would otherwise have to make over XRPC.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
 
 use rand_core::{OsRng, RngCore};
 
 use super::CliError;
 use super::commands::{msg, open, runtime};
+use crate::app::App;
 use crate::config::Config;
-use crate::store::account::{self as rows, AccountStatus};
+use crate::store::account::{self as rows, Account, AccountStatus};
+
+/// The server's data dir and its account; no account is an error saying how to make one.
+async fn open_account(config: Config) -> Result<(Arc<App>, Account), CliError> {
+    let app = open(config).await?;
+    let acct =
+        app.account().await.map_err(msg)?.ok_or_else(|| {
+            msg("no account yet: run `sudo perch init` (or `perch account create`)")
+        })?;
+    Ok((app, acct))
+}
 
 fn minutes_left(expires_at: i64) -> i64 {
     ((expires_at - crate::clock::unix_secs()) + 59) / 60
@@ -17,10 +29,7 @@ fn minutes_left(expires_at: i64) -> i64 {
 /// `perch account show`.
 pub fn show(config: Config) -> Result<(), CliError> {
     runtime()?.block_on(async move {
-        let app = open(config).await?;
-        let acct = app.account().await.map_err(msg)?.ok_or_else(|| {
-            msg("no account yet: run `sudo perch init` (or `perch account create`)")
-        })?;
+        let (app, acct) = open_account(config).await?;
         let status = match acct.status {
             AccountStatus::Active => "active",
             AccountStatus::Deactivated => {
@@ -79,12 +88,7 @@ pub fn codes(config: Config) -> Result<(), CliError> {
 /// `perch account set-handle HANDLE`.
 pub fn set_handle(config: Config, handle: String) -> Result<(), CliError> {
     runtime()?.block_on(async move {
-        let app = open(config).await?;
-        let acct = app
-            .account()
-            .await
-            .map_err(msg)?
-            .ok_or_else(|| msg("no account yet"))?;
+        let (app, acct) = open_account(config).await?;
         let changed = app
             .accounts()
             .set_handle(&acct.did, &handle)
@@ -121,11 +125,7 @@ fn random_password() -> String {
 /// connected app is signed out.
 pub fn reset_password(config: Config) -> Result<(), CliError> {
     runtime()?.block_on(async move {
-        let app = open(config).await?;
-        app.account()
-            .await
-            .map_err(msg)?
-            .ok_or_else(|| msg("no account yet"))?;
+        let (app, _) = open_account(config).await?;
         let password = random_password();
         app.accounts()
             .set_password(&password, false)
@@ -141,12 +141,7 @@ pub fn reset_password(config: Config) -> Result<(), CliError> {
 /// the account and everything it owns go, and the firehose says so, as `deleteAccount` does.
 pub fn delete(config: Config, confirm: Option<String>) -> Result<(), CliError> {
     runtime()?.block_on(async move {
-        let app = open(config).await?;
-        let acct = app
-            .account()
-            .await
-            .map_err(msg)?
-            .ok_or_else(|| msg("no account yet"))?;
+        let (app, acct) = open_account(config).await?;
         let typed = match confirm {
             Some(c) => c,
             None if std::io::stdin().is_terminal() => {

@@ -441,13 +441,8 @@ fn check_handle(h: &str) -> Result<String, InitError> {
 
 fn check_email(e: &str) -> Result<String, InitError> {
     let e = e.trim();
-    let ok = e
-        .split_once('@')
-        .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'))
-        && !e
-            .chars()
-            .any(|c| c.is_whitespace() || c == '"' || c == '\\');
-    if ok {
+    // The account's address: the same rule as for every address perch mails.
+    if crate::mail::is_valid_address(e) {
         Ok(e.to_owned())
     } else {
         Err(InitError(format!("{e:?} is not an email address")))

@@ -538,31 +538,38 @@ fn init_logging(config_log: &str, server: bool) {
                 .with_default(tracing_subscriber::filter::LevelFilter::INFO)
         })
     });
-    let fd = if server { 1 } else { 2 };
-    let plain = tracing_subscriber::fmt::layer().with_writer(move || -> Box<dyn std::io::Write> {
-        if server {
-            Box::new(std::io::stdout())
-        } else {
-            Box::new(std::io::stderr())
-        }
-    });
-    let tty = if server {
-        std::io::stdout().is_terminal()
+    let layer = if server {
+        log_layer(std::io::stdout, 1, std::io::stdout().is_terminal())
     } else {
-        std::io::stderr().is_terminal()
+        log_layer(std::io::stderr, 2, std::io::stderr().is_terminal())
     };
-    let layer = if journal::fd_is_journal(fd) {
+    let _ = tracing_subscriber::registry()
+        .with(layer)
+        .with(filter)
+        .try_init();
+}
+
+/// The log layer writing to `writer` (file descriptor `fd`): journald's format when that
+/// descriptor is the journal stream, colours when it is a terminal.
+fn log_layer<W, S>(
+    writer: W,
+    fd: u8,
+    tty: bool,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer as _;
+    let plain = tracing_subscriber::fmt::layer().with_writer(writer);
+    if journal::fd_is_journal(fd) {
         plain
             .with_ansi(false)
             .event_format(journal::JournalFormat)
             .boxed()
     } else {
         plain.with_ansi(tty).boxed()
-    };
-    let _ = tracing_subscriber::registry()
-        .with(layer)
-        .with(filter)
-        .try_init();
+    }
 }
 
 /// When root runs a command on a data dir that belongs to someone else (the service user),

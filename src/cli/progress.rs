@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::backup::human_bytes as human;
 use crate::progress::Progress;
 
 pub struct Reporter {
@@ -22,10 +23,6 @@ struct State {
     drawn: Option<Instant>,
     /// A terminal line is drawn and not yet ended.
     open: bool,
-}
-
-fn human(bytes: u64) -> String {
-    crate::backup::human_bytes(bytes)
 }
 
 impl Reporter {

@@ -155,27 +155,11 @@ pub(super) fn hostname(key: &KeySpec, h: &String) -> Result<(), String> {
     Ok(())
 }
 
+/// An address as perch writes them (see `mail::is_valid_address`).
 pub(super) fn email(key: &KeySpec, email: &Option<String>) -> Result<(), String> {
-    let Some(email) = email else { return Ok(()) };
-    let ok = email
-        .split_once('@')
-        .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'))
-        && !email.chars().any(char::is_whitespace);
-    if ok {
-        return Ok(());
-    }
-    Err(format!(
-        "{email:?} is not an email address; write it like {} = {} or leave it out",
-        key.name, key.example
-    ))
-}
-
-/// An address perch can put in a mail's From (see `mail::is_valid_address`).
-pub(super) fn sender(key: &KeySpec, email: &Option<String>) -> Result<(), String> {
     match email {
         Some(e) if !crate::mail::is_valid_address(e) => Err(format!(
-            "{e:?} is not an address mail can be sent from; write it like {} = {} or leave \
-             it out (perch@<hostname>)",
+            "{e:?} is not an email address; write it like {} = {} or leave it out",
             key.name, key.example
         )),
         _ => Ok(()),

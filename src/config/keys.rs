@@ -108,7 +108,7 @@ config_keys! {
         check check::smtp_url, flags SECRET;
     /// The From address of perch's mail (default: perch@ and the hostname).
     email_from: Option<String> as OptText = None, example "\"perch@example.com\"",
-        check check::sender;
+        check check::email;
     /// outbound requests may reach loopback
     /// (dev and tests only: set by its environment variable, never by the file).
     allow_loopback: bool as EnvSwitch = false, example "1", flags TEST_ONLY;

@@ -251,7 +251,7 @@ async fn connection<S>(
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     let listener = match addr {
         SocketAddr::V6(v6) if v6.ip().is_unspecified() => match dual_stack(addr) {
-            Err(e) if e.raw_os_error() == Some(libc_eafnosupport()) => {
+            Err(e) if e.raw_os_error() == Some(EAFNOSUPPORT) => {
                 let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
                 tracing::warn!("IPv6 is off on this host: listening on {v4} (IPv4 only)");
                 TcpListener::bind(v4).await
@@ -263,10 +263,8 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     listener.map_err(|e| BindError { addr, source: e })
 }
 
-/// `EAFNOSUPPORT` on Linux: the address family is not supported (IPv6 disabled at boot).
-fn libc_eafnosupport() -> i32 {
-    97
-}
+/// Linux's errno for an address family the kernel does not support (IPv6 disabled at boot).
+const EAFNOSUPPORT: i32 = 97;
 
 fn dual_stack(addr: SocketAddr) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};

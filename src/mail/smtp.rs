@@ -70,15 +70,7 @@ async fn tls_connect(
     url: &SmtpUrl,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, MailError> {
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| MailError::Tls(e.to_string()))?
-    .with_root_certificates(rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    })
-    .with_no_client_auth();
+    let config = crate::net::tls_client_config().map_err(|e| MailError::Tls(e.to_string()))?;
     let name = rustls::pki_types::ServerName::try_from(url.host.clone())
         .map_err(|e| MailError::Tls(format!("{}: {e}", url.host)))?;
     step(

@@ -175,7 +175,11 @@ async fn nothing_is_sent_to_a_bad_address_or_without_a_relay() {
         .await
         .unwrap_err();
     assert!(matches!(e, MailError::BadAddress(_)), "{e}");
-    drop(seen);
+    // The relay takes one session: had the bad address reached it, this one could not.
+    m.send("owner@example.com", "s", "b").await.unwrap();
+    let seen = seen.await.unwrap();
+    let recipients: Vec<&String> = seen.iter().filter(|l| l.starts_with("RCPT")).collect();
+    assert_eq!(recipients, ["RCPT TO:<owner@example.com>"]);
     let none = Mailer::new(None, None, "pds.example.com");
     assert!(!none.configured());
     assert!(matches!(
@@ -202,5 +206,10 @@ async fn a_remote_relay_without_starttls_is_refused_before_anything_is_sent() {
         matches!(&e, MailError::Refused(m) if m.contains("STARTTLS")),
         "{e}"
     );
-    drop(seen);
+    // The relay saw the greeting's answer and nothing more: no AUTH, no envelope.
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(10), seen)
+        .await
+        .expect("the connection was closed")
+        .unwrap();
+    assert_eq!(seen, ["EHLO h.example.com"]);
 }

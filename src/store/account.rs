@@ -374,6 +374,17 @@ pub fn insert_action_token(
     Ok(())
 }
 
+/// When the code for `purpose` expires, if there is one.
+fn action_token_expiry(conn: &Db, purpose: &str, token: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT expires_at FROM action_token WHERE purpose = ?1 AND token = ?2",
+            [purpose, token],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 /// Whether a code exists for `purpose` and has not expired (without using it up).
 pub fn action_token_valid(
     conn: &Db,
@@ -381,14 +392,7 @@ pub fn action_token_valid(
     token: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let exp: Option<i64> = conn
-        .query_row(
-            "SELECT expires_at FROM action_token WHERE purpose = ?1 AND token = ?2",
-            [purpose, token],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(exp.is_some_and(|e| e >= now))
+    Ok(action_token_expiry(conn, purpose, token)?.is_some_and(|e| e >= now))
 }
 
 /// Uses up a code: true if it existed for `purpose` and had not expired. An expired one
@@ -409,13 +413,7 @@ pub fn take_action_token_state(
     token: &str,
     now: i64,
 ) -> Result<Option<bool>, StoreError> {
-    let exp: Option<i64> = conn
-        .query_row(
-            "SELECT expires_at FROM action_token WHERE purpose = ?1 AND token = ?2",
-            [purpose, token],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let exp = action_token_expiry(conn, purpose, token)?;
     conn.execute(
         "DELETE FROM action_token WHERE purpose = ?1 AND token = ?2",
         [purpose, token],

@@ -121,18 +121,23 @@ PERCH_ENV=(
   RUST_BACKTRACE=1
 )
 
+# wait_port_file NAME PID FILE : wait until the helper at PID has written its port to FILE
+wait_port_file() {
+  local name=$1 pid=$2 file=$3 deadline=$((SECONDS + READY_TIMEOUT))
+  until [[ -s $file ]]; do
+    kill -0 "$pid" 2>/dev/null || die "$name exited before it was ready"
+    ((SECONDS < deadline)) || die "$name did not start in ${READY_TIMEOUT}s"
+    sleep 0.1
+  done
+}
+
 # A mail relay (smtp-sink.mjs): perch mails its codes there, email.test.mjs reads them.
 MAIL_DIR="$WORK/mail"
 start_smtp_sink() {
   local portfile="$WORK/smtp.port"
   start_bg "smtp sink" "$WORK/smtp.log" \
     node "$HERE/smtp-sink.mjs" --dir "$MAIL_DIR" --port-file "$portfile"
-  local pid=$LAST_PID deadline=$((SECONDS + READY_TIMEOUT))
-  until [[ -s $portfile ]]; do
-    kill -0 "$pid" 2>/dev/null || die "smtp sink exited before it was ready"
-    ((SECONDS < deadline)) || die "smtp sink did not start in ${READY_TIMEOUT}s"
-    sleep 0.1
-  done
+  wait_port_file "smtp sink" "$LAST_PID" "$portfile"
   # The password has a ':' and an '@', percent-encoded as the config wants them.
   PERCH_ENV+=(PERCH_SMTP_URL="smtp://perch:s%3Acret%40x@127.0.0.1:$(cat "$portfile")")
 }
@@ -143,12 +148,8 @@ start_plc() {
   local portfile="$WORK/plc.port"
   start_bg "plc directory" "$WORK/plc.log" \
     node "$HERE/plc-server.mjs" --port 0 --port-file "$portfile"
-  local pid=$LAST_PID deadline=$((SECONDS + READY_TIMEOUT))
-  until [[ -s $portfile ]]; do
-    kill -0 "$pid" 2>/dev/null || die "plc directory exited before it was ready"
-    ((SECONDS < deadline)) || die "plc directory did not start in ${READY_TIMEOUT}s"
-    sleep 0.1
-  done
+  local pid=$LAST_PID
+  wait_port_file "plc directory" "$pid" "$portfile"
   PLC_URL="http://localhost:$(cat "$portfile")"
   wait_ready "plc directory" "$pid" "$PLC_URL/_health"
 }

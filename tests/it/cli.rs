@@ -402,8 +402,7 @@ fn doctor_reports_a_running_dev_server_and_a_damaged_database() {
 
 #[test]
 fn root_is_stopped_from_touching_the_service_users_data_dir() {
-    use std::os::unix::fs::MetadataExt;
-    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+    if !crate::support::process::running_as_root() {
         eprintln!("not root: skipping");
         return;
     }
@@ -516,7 +515,7 @@ fn under_the_journal_lines_carry_a_priority_and_no_timestamp() {
 #[test]
 fn doctor_as_the_wrong_user_says_who_to_run_as() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+    if !crate::support::process::running_as_root() {
         eprintln!("not root: skipping");
         return;
     }
@@ -539,11 +538,8 @@ fn doctor_as_the_wrong_user_says_who_to_run_as() {
     let o = crate::support::process::run_with_stdin(&mut create, "long enough\n");
     assert!(o.status.success(), "{}", stderr(&o));
     let doctor_as_nobody = || {
-        let o = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(crate::support::process::bin())
+        let o = crate::support::process::perch_as_nobody()
             .args(["doctor", "--dev", "--data-dir", d])
-            .env("NO_COLOR", "1")
             .output()
             .unwrap();
         stdout(&o) + &stderr(&o)

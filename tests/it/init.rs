@@ -214,16 +214,15 @@ fn an_unwritable_config_path_is_named_and_leaves_no_data_behind() {
     );
     assert!(!data.exists(), "nothing was created");
     // A directory this user may not write in (root runs the test as nobody for that).
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+    use std::os::unix::fs::PermissionsExt;
+    if !crate::support::process::running_as_root() {
         return;
     }
     std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
     let locked = d.join("locked");
     std::fs::create_dir(&locked).unwrap();
-    let o = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(crate::support::process::bin())
+    let mut as_nobody = crate::support::process::perch_as_nobody();
+    as_nobody
         .args([
             "init",
             "--non-interactive",
@@ -235,17 +234,8 @@ fn an_unwritable_config_path_is_named_and_leaves_no_data_behind() {
         .arg(locked.join("perch.toml"))
         .arg("--data-dir")
         .arg(&data)
-        .envs(OFFLINE.iter().copied())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"long enough\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
+        .envs(OFFLINE.iter().copied());
+    let o = run_with_stdin(&mut as_nobody, "long enough\n");
     assert_ne!(o.status.code(), Some(0), "{}", out(&o));
     assert!(
         err(&o).contains(&format!("cannot write in {}", locked.display())),

@@ -71,8 +71,8 @@ fn a_port_in_use_is_named_with_what_to_check() {
 /// where the tests run as root).
 #[test]
 fn a_privileged_port_without_the_capability_says_what_grants_it() {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+    use std::os::unix::fs::PermissionsExt;
+    if !crate::support::process::running_as_root() {
         eprintln!("not root: skipping");
         return;
     }
@@ -87,17 +87,9 @@ fn a_privileged_port_without_the_capability_says_what_grants_it() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let o = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(crate::support::process::bin())
+    let o = crate::support::process::perch_as_nobody()
         .args(["serve", "--dev", "--listen", "127.0.0.1:81", "--data-dir"])
         .arg(dir.path().join("data"))
-        .env("NO_COLOR", "1")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

@@ -42,6 +42,27 @@ fn scrub(cmd: &mut Command) {
     cmd.env("NO_COLOR", "1");
 }
 
+/// Whether the tests run as root: then the permission tests run perch as `nobody`.
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the effective user.
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// `perch` as `nobody` (uid and gid 65534, no groups, no inheritable capabilities), through
+/// util-linux's `setpriv`; only for a caller that is root.
+pub fn perch_as_nobody() -> Command {
+    let mut cmd = command(Path::new("setpriv"));
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(bin());
+    cmd
+}
+
 /// `perch ARGS` run to the end, stdout and stderr collected.
 pub fn perch(args: &[&str]) -> Output {
     perch_cmd().args(args).output().expect("run perch")
