@@ -26,8 +26,8 @@ pub struct App {
     pub hasher: crate::hasher::Hasher,
     /// Outbound HTTP(S), with the private-address guard.
     pub net: crate::net::Net,
-    /// What the relays said when asked to crawl us.
-    pub crawl: Arc<crate::crawl::Crawler>,
+    /// How each relay sees this server, and the crawl requests that heal it.
+    pub federation: Arc<crate::federation::Federation>,
     /// The HTTPS front door's certificate state.
     pub tls: Arc<crate::tls::TlsState>,
     pub metrics: crate::metrics::Metrics,
@@ -104,11 +104,15 @@ impl App {
             .then(|| std::env::var("PERCH_DNS_RESOLVER").ok()?.parse().ok())
             .flatten();
         Ok(Arc::new(App {
-            crawl: Arc::new(crate::crawl::Crawler::new(
+            federation: Arc::new(crate::federation::Federation::new(
                 config.relays.clone(),
                 config.hostname.clone(),
                 net.clone(),
                 Arc::clone(&store),
+                match config.relay_check_secs {
+                    0 => crate::federation::CHECK_INTERVAL,
+                    n => std::time::Duration::from_secs(n),
+                },
             )),
             tls: Arc::default(),
             metrics: crate::metrics::Metrics::default(),

@@ -6,7 +6,7 @@
 //! `lexicon`. Layer 2 (storage & identity): `store`, `blobs`, `health`,
 //! `keys`, `fsutil`, `identity`, `net`, `mail`, `auth`, `addr`, `hasher`,
 //! `config`, `metrics`. Layer 3 (services): `writer`, `firehose`, `account`,
-//! `uploads`, `migrate`, `crawl`, `tls`, `notify`, `backup`,
+//! `uploads`, `migrate`, `federation`, `tls`, `notify`, `backup`,
 //! `firstboot`, `oauth`. `app` is the
 //! composition root. Layer 4 (faces): `xrpc`, `api`, `web`, `http`, `cli`.
 
@@ -22,8 +22,8 @@ pub mod cid;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod crawl;
 pub mod crypto;
+pub mod federation;
 pub mod firehose;
 pub mod firstboot;
 pub mod fsutil;

@@ -46,6 +46,24 @@ pub struct Snapshot {
     pub certs_issued: u64,
     pub password_hashes: u64,
     pub password_queue: usize,
+    pub relays: Vec<RelayMetric>,
+}
+
+/// One relay's figures (from the federation service's view).
+pub struct RelayMetric {
+    pub relay: String,
+    /// Active and current at the last check.
+    pub healthy: bool,
+    pub crawl_requests: u64,
+    /// When its copy of the repo last matched ours (Unix time; 0 never).
+    pub matched_at: i64,
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -184,6 +202,30 @@ impl Metrics {
             "Password checks waiting for a hashing thread.",
             &plain(s.password_queue.to_string()),
         );
+        let per_relay = |f: &dyn Fn(&RelayMetric) -> String| -> Vec<(String, String)> {
+            s.relays
+                .iter()
+                .map(|r| (format!("{{relay=\"{}\"}}", label(&r.relay)), f(r)))
+                .collect()
+        };
+        metric(
+            "perch_relay_healthy",
+            "gauge",
+            "1 when the relay was active and had the repo's head at the last check.",
+            &per_relay(&|r| u8::from(r.healthy).to_string()),
+        );
+        metric(
+            "perch_relay_crawl_requests_total",
+            "counter",
+            "Crawl requests sent to the relay since start.",
+            &per_relay(&|r| r.crawl_requests.to_string()),
+        );
+        metric(
+            "perch_relay_matched_timestamp_seconds",
+            "gauge",
+            "When the relay's copy of the repo last matched this server's (Unix time; 0 never).",
+            &per_relay(&|r| r.matched_at.to_string()),
+        );
         metric(
             "perch_storage_healthy",
             "gauge",
@@ -212,6 +254,12 @@ mod tests {
             password_queue: 0,
             cert_not_after: Some(1_900_000_000),
             certs_issued: 2,
+            relays: vec![RelayMetric {
+                relay: "https://relay.example/\"x\"".into(),
+                healthy: true,
+                crawl_requests: 3,
+                matched_at: 1_800_000_000,
+            }],
         });
         assert!(text.contains("perch_http_requests_total{class=\"2xx\"} 1\n"));
         assert!(text.contains("perch_http_requests_total{class=\"4xx\"} 1\n"));
@@ -223,5 +271,14 @@ mod tests {
         assert!(text.contains("perch_http_request_duration_seconds_count 3\n"));
         assert!(text.contains("perch_repo_commits_total 7\n"));
         assert!(text.contains("perch_tls_certificate_expiry_timestamp_seconds 1900000000\n"));
+        let relay = "{relay=\"https://relay.example/\\\"x\\\"\"}";
+        assert!(
+            text.contains(&format!("perch_relay_healthy{relay} 1\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("perch_relay_crawl_requests_total{relay} 3\n")));
+        assert!(text.contains(&format!(
+            "perch_relay_matched_timestamp_seconds{relay} 1800000000\n"
+        )));
     }
 }

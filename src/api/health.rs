@@ -70,7 +70,7 @@ pub async fn readyz(app: &Arc<App>) -> Response<Body> {
                 "tls": tls_json,
                 "did": a.did,
                 "handle": a.handle,
-                "relays": app.crawl.to_json(),
+                "relays": app.federation.views(),
                 "firehoseSeq": *app.writer.seq_watch().borrow(),
                 "firehoseSubscribers": app.subscribers.load(std::sync::atomic::Ordering::Relaxed),
             }),

@@ -288,8 +288,8 @@ pub async fn activate_account(app: Arc<App>, req: XrpcRequest) -> HandlerResult 
     app.writer
         .activate(acct.did.clone(), Arc::clone(&app.repo_key))
         .await?;
-    let crawler = Arc::clone(&app.crawl);
-    tokio::spawn(async move { crawler.request_all().await });
+    let federation = Arc::clone(&app.federation);
+    tokio::spawn(async move { federation.request_all().await });
     Ok(XrpcResponse::Empty)
 }
 

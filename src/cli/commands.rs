@@ -180,8 +180,8 @@ async fn front_door(app: Arc<App>, listen: std::net::SocketAddr) -> Result<(), C
         tokio::spawn(Arc::clone(&app.tls).watch_expiry(config.tls == TlsMode::Acme));
     }
     tokio::spawn(blob_gc(Arc::clone(&app)));
-    tokio::spawn(crate::crawl::run(
-        Arc::clone(&app.crawl),
+    tokio::spawn(crate::federation::run(
+        Arc::clone(&app.federation),
         app.writer.seq_watch(),
     ));
     let probed = Arc::clone(&app);
@@ -460,11 +460,10 @@ pub fn request_crawl(config: Config) -> Result<(), CliError> {
         if app.config.relays.is_empty() {
             return Err(msg("no relays configured (relays = [...] in the config)"));
         }
-        app.crawl.request_all().await;
         let mut failed = false;
-        for s in app.crawl.snapshot() {
-            println!("{}: {}", s.relay, s.result);
-            failed |= s.result != "ok";
+        for (relay, result) in app.federation.request_all().await {
+            println!("{relay}: {result}");
+            failed |= result != "ok";
         }
         if failed {
             Err(msg("some relays did not accept the request"))
@@ -520,62 +519,58 @@ pub fn status(config: Config) -> Result<(), CliError> {
             println!("no account yet: run `perch account create`");
             return Ok(());
         };
-        let root = app.store.read(crate::store::repo::get_root).await.map_err(msg)?;
+        let root = app
+            .store
+            .read(crate::store::repo::get_root)
+            .await
+            .map_err(msg)?;
         let seq = *app.writer.seq_watch().borrow();
         println!("account   {} ({}), {}", acct.handle, acct.did, acct.status);
         if let Some(r) = &root {
             println!("repo      rev {} commit {}", r.rev, r.commit_cid);
         }
         println!("firehose  last seq {seq}");
-        // The running server's own view (subscribers, relay answers), if it
-        // answers on the configured address.
-        let port = app.config.listen.port();
+        // The running server's own view (subscribers, relays), over the plain-HTTP port it
+        // answers `/readyz` on; checked here when it is not running.
+        let port = match (app.config.tls, app.config.http_listen) {
+            (crate::config::TlsMode::Off, _) => Some(app.config.listen.port()),
+            (_, Some(h)) => Some(h.port()),
+            (_, None) => None,
+        };
+        let mut relays: Vec<crate::federation::RelayView> = Vec::new();
         let local = crate::net::Net::new(true);
-        let url = format!("http://127.0.0.1:{port}/readyz");
-        match local.json(hyper::Method::GET, &url, None).await {
-            Ok((_, body)) => {
+        let answer = match port {
+            Some(port) => {
+                let url = format!("http://127.0.0.1:{port}/readyz");
+                local.json(hyper::Method::GET, &url, None).await.ok()
+            }
+            None => None,
+        };
+        match answer {
+            Some((_, body)) => {
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 println!(
                     "server    running; {} firehose subscriber(s)",
-                    v.get("firehoseSubscribers").and_then(|x| x.as_u64()).unwrap_or(0)
+                    v.get("firehoseSubscribers")
+                        .and_then(|x| x.as_u64())
+                        .unwrap_or(0)
                 );
-                for r in v.get("relays").and_then(|x| x.as_array()).into_iter().flatten() {
-                    println!(
-                        "crawl     {}: {} (at {})",
-                        r.get("relay").and_then(|x| x.as_str()).unwrap_or("?"),
-                        r.get("result").and_then(|x| x.as_str()).unwrap_or("?"),
-                        r.get("requestedAt").and_then(|x| x.as_i64()).unwrap_or(0)
-                    );
-                }
+                relays = serde_json::from_value(v["relays"].clone()).unwrap_or_default();
             }
-            Err(_) => println!("server    not answering on port {port}"),
+            None => println!("server    not answering on this machine"),
         }
-        for relay in &app.config.relays {
-            let url = format!(
-                "{}/xrpc/com.atproto.sync.getLatestCommit?did={}",
-                relay.trim_end_matches('/'),
-                acct.did.replace('%', "%25")
-            );
-            let line = match app.net.json(hyper::Method::GET, &url, None).await {
-                Ok((st, body)) if st.is_success() => {
-                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                    let theirs = v.get("rev").and_then(|r| r.as_str()).unwrap_or("?");
-                    match &root {
-                        Some(r) if r.rev == theirs => format!("in sync at rev {theirs}"),
-                        Some(r) => format!(
-                            "BEHIND: relay has rev {theirs}, we are at {} — run `perch request-crawl`",
-                            r.rev
-                        ),
-                        None => format!("has rev {theirs}"),
-                    }
-                }
-                Ok((st, body)) => format!(
-                    "does not know this repo ({st}: {}) — run `perch request-crawl`",
-                    String::from_utf8_lossy(&body).chars().take(120).collect::<String>()
-                ),
-                Err(e) => format!("unreachable: {e}"),
-            };
-            println!("relay     {relay}: {line}");
+        if relays.is_empty() || relays.iter().any(|v| v.checked_at == 0) {
+            relays = app.federation.check().await;
+        }
+        if relays.is_empty() {
+            println!("relays    none configured: nobody is asked to carry your posts");
+        }
+        let now = crate::clock::unix_secs();
+        for v in &relays {
+            println!("relay     {}", v.describe(now));
+            if let Some(advice) = v.advice() {
+                println!("          {advice}");
+            }
         }
         Ok(())
     })

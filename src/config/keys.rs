@@ -79,7 +79,7 @@ config_keys! {
     /// The chat service's DID.
     chat_did: String as Text = "did:web:api.bsky.chat".to_owned(),
         example "\"did:web:api.bsky.chat\"", check check::did;
-    /// Relays asked to crawl us on start and after writes.
+    /// Relays this server watches and asks to crawl it when they stop following it.
     relays: Vec<String> as Urls = vec!["https://bsky.network".to_owned()],
         example "[\"https://bsky.network\"]", dev "", check check::urls;
     /// Largest accepted blob, in bytes (default 100 MiB).
@@ -112,6 +112,9 @@ config_keys! {
     /// outbound requests may reach loopback
     /// (dev and tests only: set by its environment variable, never by the file).
     allow_loopback: bool as EnvSwitch = false, example "1", flags TEST_ONLY;
+    /// seconds between checks of the relays' view of this server; 0 = every 30 minutes
+    /// (tests only: set by its environment variable, never by the file).
+    relay_check_secs: u64 as Count = 0, example "2", flags TEST_ONLY;
     /// Peers whose `X-Forwarded-For` is believed.
     trusted_proxies: Vec<IpAddr> as Ips = Vec::new(), example "[\"127.0.0.1\"]";
 }

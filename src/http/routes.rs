@@ -175,6 +175,17 @@ fn metrics(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Response<Bod
         certs_issued: status.issued,
         password_hashes: app.hasher.hashes(),
         password_queue: app.hasher.queued(),
+        relays: app
+            .federation
+            .views()
+            .into_iter()
+            .map(|v| crate::metrics::RelayMetric {
+                healthy: v.health == crate::federation::Health::Healthy,
+                crawl_requests: v.crawls_total,
+                matched_at: v.matched_at,
+                relay: v.relay,
+            })
+            .collect(),
     });
     let mut r = Response::new(xrpc::full(body));
     r.headers_mut().insert(

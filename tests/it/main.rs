@@ -11,6 +11,7 @@ mod cli_account;
 mod completions;
 mod corrupt_db;
 mod crash;
+mod federation;
 mod firehose_fanout;
 mod firehose_frames;
 mod fiu;

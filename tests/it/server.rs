@@ -917,34 +917,6 @@ mod proxy {
     }
 
     #[tokio::test]
-    async fn relays_are_asked_to_crawl_and_it_shows_in_readyz() {
-        let (relay, mut seen) = fake_appview().await;
-        let s = start_with(|c| {
-            c.relays = vec![format!("http://{relay}")];
-            c.allow_loopback = true;
-        })
-        .await;
-        tokio::spawn(perch::crawl::run(
-            s.app.crawl.clone(),
-            s.app.writer.seq_watch(),
-        ));
-        let (uri, _) = tokio::time::timeout(Duration::from_secs(10), seen.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(uri, "/xrpc/com.atproto.sync.requestCrawl");
-        // The answer is recorded for the status page.
-        for _ in 0..50 {
-            let (_, b) = raw_get(s.addr, "/readyz").await;
-            if b["relays"][0]["result"] == "ok" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("readyz never showed the relay's answer");
-    }
-
-    #[tokio::test]
     async fn proxy_targets_resolving_to_private_addresses_are_refused() {
         let (upstream, mut seen) = fake_appview().await;
         let s = start().await;
@@ -969,27 +941,6 @@ mod proxy {
             seen.try_recv().is_err(),
             "a request reached the private upstream"
         );
-    }
-
-    #[tokio::test]
-    async fn a_relay_without_our_head_counts_as_lagging() {
-        // The stand-in answers every call without a `rev`, like a relay
-        // that never saw this repo.
-        let (relay, mut seen) = fake_appview().await;
-        let s = start_with(|c| {
-            c.relays = vec![format!("http://{relay}")];
-            c.allow_loopback = true;
-        })
-        .await;
-        assert!(s.app.crawl.relays_lag().await);
-        let (uri, _) = seen.recv().await.unwrap();
-        assert!(
-            uri.starts_with("/xrpc/com.atproto.sync.getLatestCommit?did="),
-            "{uri}"
-        );
-        // No relays, no lag.
-        let quiet = start().await;
-        assert!(!quiet.app.crawl.relays_lag().await);
     }
 }
 

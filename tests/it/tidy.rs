@@ -30,7 +30,7 @@ const LAYERS: &[(u8, &[&str])] = &[
             "account",
             "uploads",
             "migrate",
-            "crawl",
+            "federation",
             "tls",
             "notify",
             "backup",

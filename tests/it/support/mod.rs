@@ -11,6 +11,7 @@ pub mod in_process;
 pub mod live;
 pub mod pebble;
 pub mod process;
+pub mod relay;
 pub mod rng;
 pub mod seeded;
 pub mod serial;
