@@ -1,5 +1,5 @@
 //! Durable private files: what a power cut may leave is the old file or the new one, never a
-//! torn mix, and nobody but the service user can read it.
+//! torn mix, and nobody but the service user can read it. And how much room is left.
 
 use std::fs;
 use std::io::{self, Write};
@@ -41,6 +41,27 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::create_dir_all(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Bytes free for an unprivileged user on the file system holding `path`, as `df` reports
+/// them (`df` rather than statvfs(2): no unsafe code, and coreutils is on every Debian).
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .arg("-Pk")
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let kib: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kib.saturating_mul(1024))
 }
 
 #[cfg(test)]

@@ -82,6 +82,11 @@ impl Metrics {
         );
     }
 
+    /// Time since the server started.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
     pub fn set_storage_ok(&self, ok: bool) {
         self.storage_ok.store(ok, Relaxed);
     }

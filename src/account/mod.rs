@@ -12,6 +12,7 @@ mod create;
 mod delete;
 mod email;
 mod handle;
+mod owner;
 mod sessions;
 
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ pub use crate::store::account::PendingCode;
 pub use app_passwords::NewAppPassword;
 pub use codes::{CodeState, Purpose};
 pub use create::{DidMethod, NewPassword};
+pub use owner::{OWNER_SESSION_SECS, OwnerSession};
 pub use sessions::{LoggedIn, Session, Tokens};
 
 /// What the account service works with.

@@ -468,20 +468,7 @@ fn database(c: &Config, r: &mut Report) -> Option<(String, String)> {
 }
 
 fn disk(c: &Config, r: &mut Report) {
-    // `df` rather than statvfs(2): no unsafe code, and coreutils is on every Debian.
-    let out = std::process::Command::new("df")
-        .args(["-Pk"])
-        .arg(&c.data_dir)
-        .output();
-    let avail_kib = out.ok().and_then(|o| {
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        text.lines()
-            .nth(1)?
-            .split_whitespace()
-            .nth(3)?
-            .parse::<u64>()
-            .ok()
-    });
+    let avail_kib = crate::fsutil::free_bytes(&c.data_dir).map(|b| b / 1024);
     match avail_kib {
         Some(k) if k < 512 * 1024 => r.line(
             Level::Fail,

@@ -169,3 +169,17 @@ pub fn blob_counts(conn: &Db) -> Result<(i64, i64), StoreError> {
     )?;
     Ok((expected, imported))
 }
+
+/// How many blobs are stored and their bytes in all.
+pub fn totals(conn: &Db) -> Result<(u64, u64), StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*), coalesce(sum(size), 0) FROM blob",
+        [],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?.max(0) as u64,
+                r.get::<_, i64>(1)?.max(0) as u64,
+            ))
+        },
+    )?)
+}

@@ -265,6 +265,17 @@ pub fn events_after(conn: &Db, seq: i64, limit: u32) -> Result<Vec<Event>, Store
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Records per collection, the largest first.
+pub fn record_counts(conn: &Db) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT collection, count(*) FROM record GROUP BY collection ORDER BY 2 DESC, 1",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub fn last_seq(conn: &Db) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row("SELECT max(seq) FROM event", [], |r| r.get(0))?)
 }

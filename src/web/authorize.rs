@@ -10,12 +10,12 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use super::{form, header_str, no_store, pages, rate};
+use super::{form, html, pages, param, rate, same_origin, see_other};
 use crate::app::App;
 use crate::oauth::rate::Kind;
 use crate::oauth::{Decision, OAuthError, Prompt, View};
 use crate::syntax::form::{decode_form, percent_encode};
-use crate::xrpc::{self, Body};
+use crate::xrpc::Body;
 
 const COOKIE: &str = "perch_device";
 
@@ -43,47 +43,6 @@ fn cookie(id: &str) -> String {
     )
 }
 
-/// `form-action` must name where a form's redirects lead too (browsers check each hop), so
-/// the app's redirect target is allowed beside this origin.
-fn form_action(redirect_uri: &str) -> String {
-    match crate::oauth::client::parse_url(redirect_uri) {
-        Some(u) => match u.port {
-            Some(p) => format!("{}://{}:{p}", u.scheme, u.host),
-            None => format!("{}://{}", u.scheme, u.host),
-        },
-        None => redirect_uri
-            .split_once(':')
-            .map(|(scheme, _)| format!("{scheme}:"))
-            .unwrap_or_default(),
-    }
-}
-
-fn html(status: StatusCode, markup: maud::Markup, redirect_uri: Option<&str>) -> Response<Body> {
-    let mut r = Response::new(xrpc::full(markup.into_string()));
-    *r.status_mut() = status;
-    let extra = redirect_uri.map(form_action).unwrap_or_default();
-    let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {extra}; \
-         frame-ancestors 'none'; base-uri 'none'"
-    );
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    if let Ok(v) = HeaderValue::from_str(csp.trim()) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    // Not `no-referrer`: with it, browsers send `Origin: null` on the pages' own forms.
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    no_store(&mut r);
-    r
-}
-
 fn error_page(app: &App, e: &OAuthError) -> Response<Body> {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     let mut r = html(status, pages::error(&e.description, &server(app)), None);
@@ -91,16 +50,6 @@ fn error_page(app: &App, e: &OAuthError) -> Response<Body> {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
-    r
-}
-
-fn see_other(location: &str) -> Response<Body> {
-    let mut r = Response::new(xrpc::full(""));
-    *r.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(v) = HeaderValue::from_str(location) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    no_store(&mut r);
     r
 }
 
@@ -128,14 +77,6 @@ fn render(app: &App, view_is_consent: bool, prompt: &Prompt) -> Response<Body> {
     with_cookie(r, prompt.new_device.as_deref())
 }
 
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("")
-}
-
 pub(super) async fn show(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
     if let Err(e) = rate(&app, peer, Kind::Page) {
         return error_page(&app, &e);
@@ -154,14 +95,6 @@ pub(super) async fn show(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) ->
         Ok(View::Consent(p)) => render(&app, true, &p),
         Err(e) => error_page(&app, &e),
     }
-}
-
-/// Whether the browser says the form came from this origin (or says nothing, as older
-/// browsers and some privacy settings do: the form token still has to match).
-fn same_origin(app: &App, req: &Request<Incoming>) -> bool {
-    let origin_ok = header_str(req, "origin").is_none_or(|o| o == app.oauth().issuer());
-    let site_ok = header_str(req, "sec-fetch-site").is_none_or(|s| s == "same-origin");
-    origin_ok && site_ok
 }
 
 /// A form posted from one of the pages: within the address's budget, from this origin;
@@ -236,23 +169,5 @@ pub(super) async fn consent(app: Arc<App>, req: Request<Incoming>, peer: IpAddr)
     {
         Ok(url) => see_other(&url),
         Err(e) => error_page(&app, &e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_action_names_the_redirect_target() {
-        assert_eq!(
-            form_action("https://app.example.com/cb?x=1"),
-            "https://app.example.com"
-        );
-        assert_eq!(
-            form_action("http://127.0.0.1:4000/cb"),
-            "http://127.0.0.1:4000"
-        );
-        assert_eq!(form_action("com.example.app:/callback"), "com.example.app:");
     }
 }

@@ -1,9 +1,10 @@
-//! The web face: the OAuth endpoints (JSON, for apps) and the sign-in and consent pages
-//! (HTML, for the owner's browser). Parsing and rendering only; what is decided is the
-//! `oauth` service's.
+//! The web face: the OAuth endpoints (JSON, for apps), the sign-in and consent pages and
+//! the owner's page (HTML, for the owner's browser). Parsing and rendering only; what is
+//! decided is the services' (`oauth`, `account`, `federation`).
 
 mod authorize;
 mod endpoints;
+mod owner;
 pub mod pages;
 
 use std::net::IpAddr;
@@ -23,11 +24,14 @@ const FORM_LIMIT: usize = 16 * 1024;
 
 /// Whether `path` is one this face answers.
 pub fn handles(path: &str) -> bool {
-    path.starts_with("/oauth/") || path.starts_with("/.well-known/oauth-")
+    path.starts_with("/oauth/") || path.starts_with("/.well-known/oauth-") || owner::handles(path)
 }
 
 pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
     let path = req.uri().path().to_owned();
+    if owner::handles(&path) {
+        return owner::route(app, req, peer).await;
+    }
     let method = req.method().clone();
     match (method, path.as_str()) {
         (Method::GET | Method::HEAD, "/.well-known/oauth-protected-resource") => {
@@ -132,4 +136,89 @@ async fn form(req: Request<Incoming>, peer: IpAddr) -> Result<Vec<(String, Strin
 
 fn header_str<'r>(req: &'r Request<Incoming>, name: &str) -> Option<&'r str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `form-action` must name where a form's redirects lead too (browsers check each hop), so
+/// the app's redirect target is allowed beside this origin.
+fn form_action(redirect_uri: &str) -> String {
+    match crate::oauth::client::parse_url(redirect_uri) {
+        Some(u) => match u.port {
+            Some(p) => format!("{}://{}:{p}", u.scheme, u.host),
+            None => format!("{}://{}", u.scheme, u.host),
+        },
+        None => redirect_uri
+            .split_once(':')
+            .map(|(scheme, _)| format!("{scheme}:"))
+            .unwrap_or_default(),
+    }
+}
+
+fn html(status: StatusCode, markup: maud::Markup, redirect_uri: Option<&str>) -> Response<Body> {
+    let mut r = Response::new(xrpc::full(markup.into_string()));
+    *r.status_mut() = status;
+    let extra = redirect_uri.map(form_action).unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {extra}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(csp.trim()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Not `no-referrer`: with it, browsers send `Origin: null` on the pages' own forms.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    no_store(&mut r);
+    r
+}
+
+fn see_other(location: &str) -> Response<Body> {
+    let mut r = Response::new(xrpc::full(""));
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    no_store(&mut r);
+    r
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> &'a str {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+/// Whether the browser says the form came from this origin (or says nothing, as older
+/// browsers and some privacy settings do: the form token still has to match).
+fn same_origin(app: &App, req: &Request<Incoming>) -> bool {
+    let origin_ok = header_str(req, "origin").is_none_or(|o| o == app.oauth().issuer());
+    let site_ok = header_str(req, "sec-fetch-site").is_none_or(|s| s == "same-origin");
+    origin_ok && site_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_action_names_the_redirect_target() {
+        assert_eq!(
+            form_action("https://app.example.com/cb?x=1"),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            form_action("http://127.0.0.1:4000/cb"),
+            "http://127.0.0.1:4000"
+        );
+        assert_eq!(form_action("com.example.app:/callback"), "com.example.app:");
+    }
 }

@@ -10,6 +10,11 @@ use crate::oauth::Prompt;
 pub const STYLE: &str = include_str!("style.css");
 
 fn page(title: &str, server: &str, body: Markup) -> Markup {
+    shell(title, server, "card", body)
+}
+
+/// The frame of every page: head, stylesheet, and a `main` of `class` around `body`.
+pub(super) fn shell(title: &str, server: &str, class: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -21,7 +26,7 @@ fn page(title: &str, server: &str, body: Markup) -> Markup {
                 link rel="stylesheet" href="/oauth/style.css";
             }
             body {
-                main class="card" {
+                main class=(class) {
                     p class="server" { "perch · " (server) }
                     (body)
                 }

@@ -29,6 +29,7 @@ mod lexicon_crosscheck;
 mod listen;
 mod node_crosscheck;
 mod notify;
+mod owner_page;
 mod powercut;
 mod read_after_write;
 mod restore_seq;

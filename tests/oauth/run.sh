@@ -6,7 +6,10 @@
 #   protocol.test.mjs      the negative cases, a hand-made client bending one thing at a time;
 #   confidential.test.mjs  a private_key_jwt client whose metadata the test serves on loopback;
 #   sets.test.mjs          include: permission sets, published by the account itself and
-#                          found through a DNS server on loopback (dns-server.mjs).
+#                          found through a DNS server on loopback (dns-server.mjs);
+#   owner.test.mjs         the owner's page (/account) in headless Chromium: sign-in, the
+#                          federation panel over two relay stand-ins (relay-stand-in.mjs),
+#                          app passwords made and revoked, the form and cookie rules.
 # A second perch without PERCH_ALLOW_LOOPBACK (the production guard on) takes the
 # private-address client_id case. Screenshots of the pages land in target/oauth-screenshots.
 #
@@ -88,6 +91,17 @@ start_bg "$WORK/dns.log" node "$HERE/dns-server.mjs" --records "$WORK/dns.json" 
 until [[ -s $WORK/dns.port ]]; do sleep 0.1; done
 DNS="127.0.0.1:$(cat "$WORK/dns.port")"
 
+# Two relays for the owner's page: one that stopped following, one that keeps up.
+port=$(harness free-port)
+URL="http://localhost:$port"
+for mode in idle follow; do
+  start_bg "$WORK/relay-$mode.log" node "$HERE/relay-stand-in.mjs" --mode "$mode" --perch "$URL" \
+    --port-file "$WORK/relay-$mode.port"
+  until [[ -s $WORK/relay-$mode.port ]]; do sleep 0.1; done
+done
+RELAY_IDLE="http://127.0.0.1:$(cat "$WORK/relay-idle.port")"
+RELAY_FOLLOW="http://127.0.0.1:$(cat "$WORK/relay-follow.port")"
+
 # The PLC directory.
 start_bg "$WORK/plc.log" node "$ROOT/tests/client/plc-server.mjs" --port 0 --port-file "$WORK/plc.port"
 until [[ -s $WORK/plc.port ]]; do sleep 0.1; done
@@ -95,8 +109,6 @@ PLC_URL="http://localhost:$(cat "$WORK/plc.port")"
 wait_ready "$LAST_PID" "$PLC_URL/_health"
 
 # perch with a did:plc account.
-port=$(harness free-port)
-URL="http://localhost:$port"
 DATA="$WORK/data"
 PASSWORD="oauth-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 ENVS=(PERCH_ALLOW_LOOPBACK=1 NO_COLOR=1 RUST_BACKTRACE=1 PERCH_PLC_URL="$PLC_URL")
@@ -107,8 +119,9 @@ DID=$(grep -oE 'did:plc:[a-z2-7]{24}' "$WORK/account-create.log" | head -n 1)
 [[ -n $DID ]] || die "no DID in the account create output"
 # The account publishes the test's permission sets (NSIDs under test.alice.*).
 printf '{"_lexicon.alice.test": ["did=%s"]}\n' "$DID" >"$WORK/dns.json"
-start_bg "$WORK/perch.log" env "${ENVS[@]}" PERCH_DNS_RESOLVER="$DNS" "$PERCH_BIN" serve --dev --data-dir "$DATA" \
-  --listen "127.0.0.1:$port"
+start_bg "$WORK/perch.log" env "${ENVS[@]}" PERCH_DNS_RESOLVER="$DNS" \
+  PERCH_RELAYS="$RELAY_IDLE,$RELAY_FOLLOW" PERCH_RELAY_CHECK_SECS=2 "$PERCH_BIN" serve --dev \
+  --data-dir "$DATA" --listen "127.0.0.1:$port"
 wait_ready "$LAST_PID" "$URL/xrpc/_health"
 
 # A second perch with the outbound guard on (no PERCH_ALLOW_LOOPBACK).
@@ -123,6 +136,7 @@ cd "$HERE"
 env PERCH_URL="$URL" PERCH_HANDLE="$HANDLE" PERCH_PASSWORD="$PASSWORD" PERCH_DID="$DID" \
   PLC_URL="$PLC_URL" PERCH_BIN="$PERCH_BIN" PERCH_DATA_DIR="$DATA" \
   PERCH_GUARDED_URL="http://localhost:$gport" CHROMIUM="$CHROMIUM" \
+  RELAY_IDLE="$RELAY_IDLE" RELAY_FOLLOW="$RELAY_FOLLOW" \
   PERCH_SCREENSHOTS="$ROOT/target/oauth-screenshots" \
   "$NODE22" --test --test-concurrency=1 --test-timeout=120000 \
   ${PERCH_OAUTH_TESTS:-*.test.mjs}

@@ -1,0 +1,104 @@
+//! The owner's page session: a browser signed in with the account password. It is an
+//! ordinary session (a refresh-token row, so `set-password`, `reset-password` and signing out
+//! everywhere end it too) whose refresh token the browser keeps in an HttpOnly cookie; it
+//! lasts a week at most, and a form token derived from it (HMAC under the server secret)
+//! ties every form to it.
+
+use std::net::IpAddr;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::{AccountError, Accounts};
+use crate::auth::{self, Scope};
+use crate::store::account::{self, Account, AccountStatus};
+
+/// How long a sign-in to the page lasts.
+pub const OWNER_SESSION_SECS: i64 = 7 * 24 * 3600;
+
+/// A signed-in page: the account as it is now, and the form token of this session.
+pub struct OwnerSession {
+    pub account: Account,
+    /// When this sign-in began (unix seconds).
+    pub since: i64,
+    pub form_token: String,
+}
+
+impl OwnerSession {
+    /// Whether a form carried this session's form token (compared in constant time).
+    pub fn form_ok(&self, given: &str) -> bool {
+        let want = self.form_token.as_bytes();
+        !want.is_empty()
+            && want.len() == given.len()
+            && want
+                .iter()
+                .zip(given.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+impl Accounts<'_> {
+    /// Signs in to the page with the account password (never an app password), behind the
+    /// login limiter: the token for the cookie.
+    pub async fn owner_sign_in(
+        &self,
+        ip: IpAddr,
+        password: String,
+    ) -> Result<String, AccountError> {
+        let acct = self
+            .check_owner_password(ip, "owner page sign-in", password)
+            .await?;
+        if acct.status == AccountStatus::Takendown {
+            return Err(AccountError::Takendown);
+        }
+        Ok(self.issue(&acct.did, Scope::Access, None).await?.refresh)
+    }
+
+    /// The page session behind a cookie's token: genuine, younger than a week, not rotated
+    /// away (someone used it at `refreshSession`) or ended, of this account.
+    pub async fn owner_session(&self, token: &str) -> Result<OwnerSession, AccountError> {
+        let now = crate::clock::unix_secs();
+        let claims = auth::verify_refresh(self.jwt_secret, token, self.service_did, now, false)
+            .map_err(|_| AccountError::InvalidToken)?;
+        if now - claims.iat > OWNER_SESSION_SECS {
+            return Err(AccountError::Expired);
+        }
+        let jti = claims.jti.clone();
+        let (acct, row) = self
+            .store
+            .read(move |c| {
+                Ok((
+                    account::get_account(c)?,
+                    account::get_refresh_token(c, &jti)?,
+                ))
+            })
+            .await?;
+        let account = acct
+            .filter(|a| a.did == claims.sub)
+            .ok_or(AccountError::InvalidToken)?;
+        match row {
+            Some(r) if r.next_jti.is_none() && r.app_password_name.is_none() => {}
+            _ => return Err(AccountError::Revoked),
+        }
+        if account.status == AccountStatus::Takendown {
+            return Err(AccountError::Takendown);
+        }
+        Ok(OwnerSession {
+            account,
+            since: claims.iat,
+            form_token: self.owner_form_token(&claims.jti),
+        })
+    }
+
+    fn owner_form_token(&self, jti: &str) -> String {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(self.jwt_secret) else {
+            return String::new();
+        };
+        mac.update(b"perch owner page form\n");
+        mac.update(jti.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+}
