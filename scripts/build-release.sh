@@ -32,7 +32,12 @@ export LIBSQLITE3_FLAGS=${LIBSQLITE3_FLAGS-"-USQLITE_ENABLE_FTS3 -USQLITE_ENABLE
 DEFAULT_TARGETS=(aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf x86_64-unknown-linux-musl)
 # The only nightly we depend on; bump deliberately.
 NIGHTLY=${PERCH_NIGHTLY:-nightly-2026-05-20}
-SIZE_BUDGET_ARM64=${PERCH_SIZE_BUDGET_ARM64:-$((8 * 1024 * 1024))}
+# The budget catches accidental growth (a dependency dragging in a second TLS or HTTP
+# stack), not features: it was 8 MiB until the owner's page (federation healing, /account)
+# took the arm64 binary to 8,390,712 bytes, and it is 9 MiB since, on purpose, for the
+# page's passkeys, plots and browser setup. An SD card has gigabytes; what a Pi lacks is
+# RAM and CPU, which the benches watch.
+SIZE_BUDGET_ARM64=${PERCH_SIZE_BUDGET_ARM64:-$((9 * 1024 * 1024))}
 
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 OUT="$TARGET_DIR/release-artifacts"
