@@ -13,6 +13,7 @@ mod delete;
 mod email;
 mod handle;
 mod owner;
+mod passkeys;
 mod sessions;
 
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,7 @@ pub use app_passwords::NewAppPassword;
 pub use codes::{CodeState, Purpose};
 pub use create::{DidMethod, NewPassword};
 pub use owner::{OWNER_SESSION_SECS, OwnerSession};
+pub use passkeys::{AssertionForm, MAX_PASSKEYS, Registration, SignIn};
 pub use sessions::{LoggedIn, Session, Tokens};
 
 /// What the account service works with.

@@ -24,6 +24,8 @@ pub struct OwnerSession {
     /// When this sign-in began (unix seconds).
     pub since: i64,
     pub form_token: String,
+    /// The session's id (its refresh token's `jti`), which passkey challenges are bound to.
+    pub(super) jti: String,
 }
 
 impl OwnerSession {
@@ -51,6 +53,11 @@ impl Accounts<'_> {
         let acct = self
             .check_owner_password(ip, "owner page sign-in", password)
             .await?;
+        self.owner_token(&acct).await
+    }
+
+    /// A new page session for `acct` (after the password or a passkey): the cookie's token.
+    pub(super) async fn owner_token(&self, acct: &Account) -> Result<String, AccountError> {
         if acct.status == AccountStatus::Takendown {
             return Err(AccountError::Takendown);
         }
@@ -90,6 +97,7 @@ impl Accounts<'_> {
             account,
             since: claims.iat,
             form_token: self.owner_form_token(&claims.jti),
+            jti: claims.jti,
         })
     }
 

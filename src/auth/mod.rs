@@ -14,6 +14,7 @@ pub mod password;
 pub mod permissions;
 pub mod service_auth;
 pub mod tokens;
+pub mod webauthn;
 
 pub use app_password::{looks_like_app_password, validate_app_password_name};
 pub use limiter::{LimiterConfig, LoginLimiter, RetryAfter};

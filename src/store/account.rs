@@ -433,6 +433,7 @@ pub fn delete_everything(conn: &Db) -> Result<Vec<String>, StoreError> {
         "DELETE FROM record_blob; DELETE FROM blob; DELETE FROM record; DELETE FROM block;
          DELETE FROM repo_root; DELETE FROM refresh_token; DELETE FROM app_password;
          DELETE FROM preference; DELETE FROM plc_token; DELETE FROM action_token;
+         DELETE FROM passkey;
          DELETE FROM account;",
     )?;
     Ok(cids)

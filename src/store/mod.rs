@@ -11,6 +11,7 @@ pub mod account;
 pub mod blobs;
 mod db;
 pub mod oauth;
+pub mod passkeys;
 pub mod repo;
 mod schema;
 pub mod snapshot;

@@ -166,6 +166,19 @@ const MIGRATIONS: &[Step] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    // 7: the owner's passkeys (WebAuthn ES256 credentials: id base64url, SEC1 public key).
+    Step::Sql(
+        r#"
+    CREATE TABLE passkey (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        public_key BLOB NOT NULL,
+        sign_count INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER
+    );
+    "#,
+    ),
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -219,3 +219,84 @@ test('the session cookie, the headers and the form rules', async () => {
   await agent.login({ identifier: env.handle, password: env.password })
   await agent.com.atproto.server.revokeAppPassword({ name: 'csrf-ok' })
 })
+
+test('a passkey made on the page signs in to it, once per challenge', async () => {
+  const page = await browser.newPage()
+  await page.setViewport({ width: 1100, height: 900 })
+  page.on('pageerror', (e) => console.log('pageerror:', e.message))
+  const cdp = await page.createCDPSession()
+  await cdp.send('WebAuthn.enable')
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport: 'internal',
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  })
+  await page.goto(`${env.url}/account`, { waitUntil: 'networkidle0' })
+  assert.equal(await page.$('#passkey-sign-in'), null, 'no passkey button before there is a passkey')
+  await signIn(page, env.password)
+
+  // The password again first: a wrong one makes nothing.
+  await page.type('#pk-name', 'virtual phone')
+  await page.type('#pk-password', 'not the password')
+  await page.click('#passkey-add button[type=submit]')
+  await page.waitForSelector('#passkey-add-error:not([hidden])')
+  assert.match(await text(page, '#passkey-add-error'), /Wrong password/)
+  assert.equal((await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials.length, 0)
+
+  await page.$eval('#pk-password', (e) => (e.value = ''))
+  await page.type('#pk-password', env.password)
+  await Promise.all([page.waitForNavigation(), page.click('#passkey-add button[type=submit]')])
+  assert.match(await text(page, '[role=status]'), /passkey was added/)
+  const names = await page.$$eval('#passkeys td.name', (tds) => tds.map((t) => t.innerText))
+  assert.deepEqual(names, ['virtual phone'])
+  const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId })
+  assert.equal(credentials.length, 1)
+  assert.equal(credentials[0].rpId, new URL(env.url).hostname)
+  await page.screenshot({ path: `${SHOTS}/account-passkeys.png`, fullPage: true })
+
+  // Signed out, the sign-in page offers the passkey; it signs in without the password.
+  await Promise.all([page.waitForNavigation(), page.click('header.top button')])
+  await page.waitForSelector('#passkey-sign-in:not([hidden])')
+  await page.screenshot({ path: `${SHOTS}/account-sign-in-passkey.png`, fullPage: true })
+  let assertion
+  page.on('request', (r) => {
+    if (r.url().endsWith('/account/passkeys/sign-in')) assertion = r.postData()
+  })
+  await Promise.all([page.waitForNavigation(), page.click('#passkey-sign-in')])
+  assert.equal(await text(page, '#handle'), `@${env.handle}`)
+  assert.match(await text(page, '#passkeys'), /virtual phone\s+just now\s+just now/)
+
+  // The same answer again (a captured request): the challenge is spent.
+  assert.ok(assertion, 'the sign-in request was seen')
+  const replay = await fetch(`${env.url}/account/passkeys/sign-in`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: assertion,
+  })
+  assert.equal(replay.status, 400)
+  assert.equal(replay.headers.get('set-cookie'), null)
+  assert.equal((await replay.json()).error, 'InvalidRequest')
+  // Nor may another site ask for a challenge or send an answer.
+  for (const path of ['sign-in-options', 'sign-in']) {
+    const r = await fetch(`${env.url}/account/passkeys/${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' },
+      body: assertion,
+    })
+    assert.equal(r.status, 400, path)
+  }
+
+  // Removed (with the password), it signs in no more.
+  await page.type('#passkeys form.row input[type=password]', env.password)
+  await Promise.all([page.waitForNavigation(), page.click('#passkeys form.row button')])
+  assert.match(await text(page, '[role=status]'), /passkey was removed/)
+  assert.match(await text(page, '#passkeys'), /None yet/)
+  await Promise.all([page.waitForNavigation(), page.click('header.top button')])
+  assert.equal(await page.$('#passkey-sign-in'), null)
+  await page.close()
+})

@@ -33,6 +33,7 @@ pub struct Glance {
     pub firehose_seq: i64,
     pub subscribers: usize,
     pub relays: Vec<RelayView>,
+    pub passkeys: Vec<crate::store::passkeys::Passkey>,
     pub app_passwords: Vec<AppPassword>,
     pub apps: Vec<GrantInfo>,
 }
@@ -100,6 +101,7 @@ pub async fn gather(app: &App, account: Account) -> Glance {
     };
     let firehose_seq = *app.writer.seq_watch().borrow();
     let app_passwords = app.accounts().app_passwords().await.unwrap_or_default();
+    let passkeys = app.accounts().passkeys().await.unwrap_or_default();
     let apps = app.oauth().grants().await.unwrap_or_default();
     Glance {
         account,
@@ -117,6 +119,7 @@ pub async fn gather(app: &App, account: Account) -> Glance {
         firehose_seq,
         subscribers: app.subscribers.load(std::sync::atomic::Ordering::Relaxed),
         relays: app.federation.views(),
+        passkeys,
         app_passwords,
         apps,
     }

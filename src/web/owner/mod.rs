@@ -6,6 +6,7 @@
 
 mod glance;
 mod pages;
+mod passkeys;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -40,9 +41,14 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Respo
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET | Method::HEAD, "/account") => show(&app, &req).await,
+        (Method::GET | Method::HEAD, "/account/passkey.js") => passkeys::script(),
         (Method::POST, "/account/sign-in") => sign_in(&app, req, peer).await,
+        (Method::POST, "/account/passkeys/sign-in-options") => {
+            passkeys::sign_in_options(&app, &req).await
+        }
+        (Method::POST, "/account/passkeys/sign-in") => passkeys::sign_in(&app, req, peer).await,
         (Method::POST, action) => match posted(&app, req, peer).await {
-            Ok((session, token, fields)) => act(&app, action, session, &token, &fields).await,
+            Ok((session, token, fields)) => act(&app, action, session, &token, &fields, peer).await,
             Err(r) => r,
         },
         _ => problem(&app, StatusCode::NOT_FOUND, "There is no such page."),
@@ -53,12 +59,25 @@ fn server(app: &App) -> &str {
     &app.config.hostname
 }
 
+/// A page of these: the common headers, and a policy that lets in this origin's script
+/// (passkeys need one) and its `fetch` calls.
+fn page(status: StatusCode, markup: maud::Markup) -> Response<Body> {
+    let mut r = html(status, markup, None);
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
+             img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    r
+}
+
 /// The sign-in page with a problem on it: how every refusal on these pages reads.
 fn problem(app: &App, status: StatusCode, message: &str) -> Response<Body> {
-    html(
+    page(
         status,
-        pages::sign_in(server(app), Some(message), true),
-        None,
+        pages::sign_in(server(app), Some(message), true, false),
     )
 }
 
@@ -100,6 +119,8 @@ fn done_text(key: &str) -> Option<&'static str> {
         "revoked" => "The app password was revoked; apps using it are signed out.",
         "app-signed-out" => "The app was signed out; its tokens no longer work.",
         "crawl" => "The relays were asked to crawl this server.",
+        "passkey-added" => "The passkey was added: you can sign in with it now.",
+        "passkey-removed" => "The passkey was removed.",
         _ => return None,
     })
 }
@@ -107,10 +128,11 @@ fn done_text(key: &str) -> Option<&'static str> {
 async fn show(app: &App, req: &Request<Incoming>) -> Response<Body> {
     let Some((s, _)) = session(app, req).await else {
         let has_account = matches!(app.account().await, Ok(Some(_)));
-        return html(
+        let has_passkeys =
+            has_account && app.accounts().passkeys().await.is_ok_and(|p| !p.is_empty());
+        return page(
             StatusCode::OK,
-            pages::sign_in(server(app), None, has_account),
-            None,
+            pages::sign_in(server(app), None, has_account, has_passkeys),
         );
     };
     let notices: Vec<Notice> = crate::syntax::form::decode_form(req.uri().query().unwrap_or(""))
@@ -131,11 +153,7 @@ async fn dashboard(
 ) -> Response<Body> {
     let token = s.form_token.clone();
     let g = glance::gather(app, s.account).await;
-    html(
-        status,
-        pages::dashboard(server(app), &g, &token, notices),
-        None,
-    )
+    page(status, pages::dashboard(server(app), &g, &token, notices))
 }
 
 async fn sign_in(app: &App, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
@@ -165,10 +183,9 @@ async fn sign_in(app: &App, req: Request<Incoming>, peer: IpAddr) -> Response<Bo
                     "The server is busy checking other sign-ins; try again in a moment.".into(),
                 ),
                 AccountError::NoSuchAccount => {
-                    return html(
+                    return page(
                         StatusCode::NOT_FOUND,
-                        pages::sign_in(server(app), None, false),
-                        None,
+                        pages::sign_in(server(app), None, false, false),
                     );
                 }
                 other => (StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
@@ -218,9 +235,36 @@ async fn act(
     s: OwnerSession,
     token: &str,
     f: &[(String, String)],
+    peer: IpAddr,
 ) -> Response<Body> {
     let accounts = app.accounts();
     match action {
+        "/account/passkeys/options" => passkeys::options(app, &s, peer, f).await,
+        "/account/passkeys" => passkeys::register(app, &s, f).await,
+        "/account/passkeys/remove" => {
+            let password = param(f, "password").to_owned();
+            match accounts
+                .remove_passkey(peer, param(f, "id"), password)
+                .await
+            {
+                Ok(true) => see_other("/account?done=passkey-removed#passkeys"),
+                Ok(false) => {
+                    let n = Notice::Problem("There is no such passkey.".into());
+                    dashboard(app, s, StatusCode::NOT_FOUND, &[n]).await
+                }
+                Err(AccountError::InvalidLogin) => {
+                    let n = Notice::Problem("Wrong password: the passkey was kept.".into());
+                    dashboard(app, s, StatusCode::UNAUTHORIZED, &[n]).await
+                }
+                Err(e) => {
+                    let status = match e {
+                        AccountError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+                        _ => StatusCode::INTERNAL_SERVER_ERROR,
+                    };
+                    dashboard(app, s, status, &[Notice::Problem(e.to_string())]).await
+                }
+            }
+        }
         "/account/sign-out" => {
             if let Err(e) = accounts.logout(token).await {
                 tracing::warn!("owner page sign-out: {e}");

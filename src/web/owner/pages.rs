@@ -21,7 +21,7 @@ pub enum Notice {
     },
 }
 
-pub fn sign_in(server: &str, error: Option<&str>, has_account: bool) -> Markup {
+pub fn sign_in(server: &str, error: Option<&str>, has_account: bool, has_passkeys: bool) -> Markup {
     shell(
         "Your perch",
         server,
@@ -41,6 +41,13 @@ pub fn sign_in(server: &str, error: Option<&str>, has_account: bool) -> Markup {
                     div class="actions" {
                         button type="submit" class="primary" { "Sign in" }
                     }
+                }
+                @if has_passkeys {
+                    div class="actions" {
+                        button id="passkey-sign-in" type="button" class="secondary" hidden { "Sign in with a passkey" }
+                    }
+                    p id="passkey-error" class="error" role="alert" hidden {}
+                    script src="/account/passkey.js" defer {}
                 }
             } @else {
                 p { "This server has no account yet. On the box, run " code { "sudo perch init" } "." }
@@ -259,6 +266,50 @@ fn app_passwords(g: &Glance, token: &str) -> Markup {
     }
 }
 
+fn passkeys(g: &Glance, token: &str, now: i64) -> Markup {
+    html! {
+        section aria-labelledby="pk-h" id="passkeys" {
+            h2 id="pk-h" { "Passkeys" }
+            p class="hint" { "Sign in to this page with your phone, a security key or this computer instead of the password." }
+            @if g.passkeys.is_empty() {
+                p { "None yet." }
+            } @else {
+                table {
+                    thead { tr { th { "Name" } th { "Added" } th { "Last used" } th {} } }
+                    tbody {
+                        @for k in &g.passkeys {
+                            tr {
+                                td class="name" { (k.name) }
+                                td { (ago(now, k.created_at)) }
+                                td { (ago(now, k.last_used_at.unwrap_or(0))) }
+                                td {
+                                    form method="post" action="/account/passkeys/remove" class="row" {
+                                        (csrf(token))
+                                        input type="hidden" name="id" value=(k.id);
+                                        input type="password" name="password" required autocomplete="current-password"
+                                            placeholder="password" aria-label=(format!("Password to remove {}", k.name));
+                                        button type="submit" class="secondary small" { "Remove" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form id="passkey-add" class="inline" {
+                (csrf(token))
+                label for="pk-name" { "New passkey named" }
+                input id="pk-name" name="name" type="text" maxlength="64" placeholder="e.g. my phone";
+                label for="pk-password" { "Your password, to confirm it is you" }
+                input id="pk-password" name="password" type="password" required autocomplete="current-password";
+                p id="passkey-add-error" class="error" role="alert" hidden {}
+                div class="actions" { button type="submit" class="primary" { "Add a passkey" } }
+            }
+            script src="/account/passkey.js" defer {}
+        }
+    }
+}
+
 fn apps(g: &Glance, token: &str, now: i64) -> Markup {
     html! {
         section aria-labelledby="apps-h" id="apps" {
@@ -311,6 +362,7 @@ pub fn dashboard(server: &str, g: &Glance, token: &str, notices: &[Notice]) -> M
             (account(g))
             (federation(g, token, now))
             (the_box(g))
+            (passkeys(g, token, now))
             (app_passwords(g, token))
             (apps(g, token, now))
         },
@@ -323,10 +375,13 @@ mod tests {
 
     #[test]
     fn the_sign_in_page_escapes_and_asks_only_with_an_account() {
-        let s = sign_in("pds.example", Some("<b>no</b>"), true).into_string();
+        let s = sign_in("pds.example", Some("<b>no</b>"), true, false).into_string();
         assert!(s.contains("&lt;b&gt;no&lt;/b&gt;") && !s.contains("<b>no"));
         assert!(s.contains("action=\"/account/sign-in\""));
-        let none = sign_in("pds.example", None, false).into_string();
+        assert!(!s.contains("passkey"), "no passkey button without passkeys");
+        let with = sign_in("pds.example", None, true, true).into_string();
+        assert!(with.contains("id=\"passkey-sign-in\"") && with.contains("/account/passkey.js"));
+        let none = sign_in("pds.example", None, false, false).into_string();
         assert!(!none.contains("<form") && none.contains("sudo perch init"));
     }
 
