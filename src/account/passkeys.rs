@@ -222,23 +222,38 @@ impl Accounts<'_> {
         })
     }
 
-    /// Signs in to the page with a passkey, behind the login limiter like a password: the
-    /// cookie's token.
+    /// Signs in to the page with a passkey: the cookie's token.
     pub async fn passkey_sign_in(
         &self,
         ip: IpAddr,
         origin: &str,
         form: &AssertionForm<'_>,
     ) -> Result<String, AccountError> {
-        let attempt = self.attempt(ip, "passkey sign-in")?;
+        let acct = self
+            .passkey_account(ip, origin, form, "passkey sign-in")
+            .await?;
+        self.owner_token(&acct).await
+    }
+
+    /// The account a passkey's answer proves, behind the login limiter like a password (the
+    /// page's sign-in, and the OAuth sign-in page's); any refusal is `InvalidLogin`, the
+    /// reason logged.
+    pub async fn passkey_account(
+        &self,
+        ip: IpAddr,
+        origin: &str,
+        form: &AssertionForm<'_>,
+        what: &'static str,
+    ) -> Result<account::Account, AccountError> {
+        let attempt = self.attempt(ip, what)?;
         match self.verify_assertion(origin, form).await {
             Ok(acct) => {
                 attempt.succeeded();
-                self.owner_token(&acct).await
+                Ok(acct)
             }
             Err(e) => {
                 attempt.failed();
-                tracing::warn!("passkey sign-in from {ip} refused: {e}");
+                tracing::warn!("{what} from {ip} refused: {e}");
                 Err(AccountError::InvalidLogin)
             }
         }

@@ -49,6 +49,18 @@ pub struct Prompt {
     pub new_device: Option<String>,
     /// Why the last attempt failed, in words for the owner.
     pub error: Option<String>,
+    /// The owner has passkeys, so the sign-in page offers one.
+    pub passkeys: bool,
+}
+
+/// How the owner proves who they are on the sign-in page.
+pub enum Credential<'a> {
+    Password(String),
+    /// A passkey's answer, made for this origin.
+    Passkey {
+        origin: &'a str,
+        answer: crate::account::AssertionForm<'a>,
+    },
 }
 
 /// The owner's answer on the consent page.
@@ -106,6 +118,7 @@ impl OAuth<'_> {
             .await?
             .map(|a| a.handle)
             .unwrap_or_default();
+        let passkeys = self.accounts.passkeys().await.is_ok_and(|p| !p.is_empty());
         let (device, new_device) = match device.filter(|d| d.len() <= 64 && !d.is_empty()) {
             Some(d) => (d.to_owned(), None),
             None => {
@@ -124,6 +137,7 @@ impl OAuth<'_> {
                 handle,
                 new_device,
                 error: None,
+                passkeys,
             },
             params,
         ))
@@ -182,8 +196,8 @@ impl OAuth<'_> {
         }))
     }
 
-    /// `POST` of the sign-in form. On success returns the browser's new device id (its
-    /// cookie); on a wrong password, the page again with the reason.
+    /// `POST` of the sign-in form (or a passkey's answer). On success returns the browser's
+    /// new device id (its cookie); on a wrong password, the page again with the reason.
     pub async fn sign_in(
         &self,
         ip: IpAddr,
@@ -191,7 +205,7 @@ impl OAuth<'_> {
         request_uri: &str,
         device: Option<&str>,
         csrf: &str,
-        password: String,
+        credential: Credential<'_>,
     ) -> Result<Result<String, Prompt>, OAuthError> {
         let device = device.unwrap_or_default();
         if device.is_empty() || !self.check_form_token(device, request_uri, csrf) {
@@ -200,15 +214,25 @@ impl OAuth<'_> {
             ));
         }
         let (mut prompt, _) = self.prompt(client_id, request_uri, Some(device)).await?;
-        let outcome = self
-            .accounts
-            .check_owner_password(ip, "OAuth sign-in", password)
-            .await;
+        let (outcome, wrong) = match credential {
+            Credential::Password(password) => (
+                self.accounts
+                    .check_owner_password(ip, "OAuth sign-in", password)
+                    .await,
+                "Wrong password.",
+            ),
+            Credential::Passkey { origin, answer } => (
+                self.accounts
+                    .passkey_account(ip, origin, &answer, "OAuth passkey sign-in")
+                    .await,
+                "The passkey was not accepted.",
+            ),
+        };
         let acct = match outcome {
             Ok(a) => a,
             Err(e) => {
                 prompt.error = Some(match e {
-                    AccountError::InvalidLogin => "Wrong password.".into(),
+                    AccountError::InvalidLogin => wrong.into(),
                     AccountError::RateLimited(s) => {
                         format!("Too many failed attempts; try again in {s} seconds.")
                     }

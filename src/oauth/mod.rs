@@ -40,7 +40,7 @@ use crate::net::Net;
 use crate::store::{Store, StoreError};
 use crate::writer::Writer;
 
-pub use authorize::{Decision, Prompt, View};
+pub use authorize::{Credential, Decision, Prompt, View};
 pub use client::Client;
 pub use par::Pushed;
 pub use resource::{Resource, ResourceError};

@@ -10,12 +10,12 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use super::{form, html, pages, param, rate, same_origin, see_other};
+use super::{form, html, no_store, pages, param, rate, same_origin, see_other};
 use crate::app::App;
 use crate::oauth::rate::Kind;
-use crate::oauth::{Decision, OAuthError, Prompt, View};
+use crate::oauth::{Credential, Decision, OAuthError, Prompt, View};
 use crate::syntax::form::{decode_form, percent_encode};
-use crate::xrpc::Body;
+use crate::xrpc::{self, Body};
 
 const COOKIE: &str = "perch_device";
 
@@ -116,6 +116,15 @@ async fn posted(
     Ok((dev, f))
 }
 
+/// Where the browser goes once signed in: the authorize page again, now for consent.
+fn back_to(client_id: &str, request_uri: &str) -> String {
+    format!(
+        "/oauth/authorize?client_id={}&request_uri={}",
+        percent_encode(client_id),
+        percent_encode(request_uri)
+    )
+}
+
 pub(super) async fn sign_in(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
     let (dev, f) = match posted(&app, req, peer).await {
         Ok(p) => p,
@@ -130,20 +139,83 @@ pub(super) async fn sign_in(app: Arc<App>, req: Request<Incoming>, peer: IpAddr)
             request_uri,
             dev.as_deref(),
             param(&f, "csrf"),
-            param(&f, "password").to_owned(),
+            Credential::Password(param(&f, "password").to_owned()),
         )
         .await;
     match outcome {
-        Ok(Ok(new_device)) => {
-            let back = format!(
-                "/oauth/authorize?client_id={}&request_uri={}",
-                percent_encode(client_id),
-                percent_encode(request_uri)
-            );
-            with_cookie(see_other(&back), Some(&new_device))
-        }
+        Ok(Ok(new_device)) => with_cookie(
+            see_other(&back_to(client_id, request_uri)),
+            Some(&new_device),
+        ),
         Ok(Err(prompt)) => render(&app, false, &prompt),
         Err(e) => error_page(&app, &e),
+    }
+}
+
+/// `POST /oauth/authorize/passkey`: the sign-in page's script sends a passkey's answer with
+/// the form's fields; JSON back (where to go next, or why not).
+pub(super) async fn passkey(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    let json = |status: u16, body: serde_json::Value| {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut r = xrpc::json_response(status, body.to_string());
+        no_store(&mut r);
+        r
+    };
+    let refused = |e: OAuthError| {
+        json(
+            e.status,
+            serde_json::json!({"error": e.error, "message": e.description}),
+        )
+    };
+    if let Err(e) = rate(&app, peer, Kind::Page) {
+        return refused(e);
+    }
+    if !same_origin(&app, &req) {
+        return refused(OAuthError::access_denied(
+            "The request came from another site",
+        ));
+    }
+    let dev = device(&req);
+    let f = match form(req, peer).await {
+        Ok(f) => f,
+        Err(e) => return refused(e),
+    };
+    let (client_id, request_uri) = (param(&f, "client_id"), param(&f, "request_uri"));
+    let origin = app.oauth().issuer();
+    let answer = crate::account::AssertionForm {
+        id: param(&f, "id"),
+        client_data_json: param(&f, "clientDataJSON"),
+        authenticator_data: param(&f, "authenticatorData"),
+        signature: param(&f, "signature"),
+    };
+    let credential = Credential::Passkey {
+        origin: &origin,
+        answer,
+    };
+    let oauth = app.oauth();
+    match oauth
+        .sign_in(
+            peer,
+            client_id,
+            request_uri,
+            dev.as_deref(),
+            param(&f, "csrf"),
+            credential,
+        )
+        .await
+    {
+        Ok(Ok(new_device)) => with_cookie(
+            json(
+                200,
+                serde_json::json!({ "redirect": back_to(client_id, request_uri) }),
+            ),
+            Some(&new_device),
+        ),
+        Ok(Err(prompt)) => json(
+            401,
+            serde_json::json!({"error": "access_denied", "message": prompt.error.unwrap_or_default()}),
+        ),
+        Err(e) => refused(e),
     }
 }
 

@@ -46,6 +46,7 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Respo
         (Method::GET, "/oauth/authorize") => authorize::show(app, req, peer).await,
         (Method::POST, "/oauth/authorize/sign-in") => authorize::sign_in(app, req, peer).await,
         (Method::POST, "/oauth/authorize/consent") => authorize::consent(app, req, peer).await,
+        (Method::POST, "/oauth/authorize/passkey") => authorize::passkey(app, req, peer).await,
         (Method::GET | Method::HEAD, "/oauth/style.css") => {
             let mut r = Response::new(xrpc::full(pages::STYLE));
             let h = r.headers_mut();
@@ -158,8 +159,8 @@ fn html(status: StatusCode, markup: maud::Markup, redirect_uri: Option<&str>) ->
     *r.status_mut() = status;
     let extra = redirect_uri.map(form_action).unwrap_or_default();
     let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {extra}; \
-         frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
+         img-src 'self'; form-action 'self' {extra}; frame-ancestors 'none'; base-uri 'none'"
     );
     let h = r.headers_mut();
     h.insert(

@@ -1,6 +1,7 @@
 //! The sign-in and consent pages, as HTML made by `maud` (every value is escaped by
-//! construction). One small stylesheet, no script, no third-party asset: the pages work in
-//! any browser, on a phone, with a screen reader, and nothing on them can be framed.
+//! construction). One small stylesheet, a script only for passkeys (this origin's), no
+//! third-party asset: the pages work in any browser, on a phone, with a screen reader, and
+//! nothing on them can be framed.
 
 use maud::{DOCTYPE, Markup, html};
 
@@ -83,7 +84,7 @@ pub fn sign_in(prompt: &Prompt, server: &str) -> Markup {
         html! {
             h1 { "Sign in to continue to " (name) }
             (app(prompt))
-            form method="post" action="/oauth/authorize/sign-in" {
+            form id="sign-in-form" method="post" action="/oauth/authorize/sign-in" {
                 (hidden(prompt))
                 p { "Account: " strong { "@" (prompt.handle) } }
                 label for="password" { "Password" }
@@ -97,6 +98,14 @@ pub fn sign_in(prompt: &Prompt, server: &str) -> Markup {
                 div class="actions" {
                     button type="submit" class="primary" { "Sign in" }
                 }
+            }
+            @if prompt.passkeys {
+                div class="actions" {
+                    button id="passkey-sign-in" type="button" class="secondary" hidden
+                        data-endpoint="/oauth/authorize/passkey" data-form="sign-in-form" { "Sign in with a passkey" }
+                }
+                p id="passkey-error" class="error" role="alert" hidden {}
+                script src="/account/passkey.js" defer {}
             }
         },
     )

@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs'
 import { after, before, test } from 'node:test'
 import { AtpAgent } from '@atproto/api'
 import puppeteer from 'puppeteer-core'
-import { env } from './raw.mjs'
+import { RawClient, env, loopbackClientId } from './raw.mjs'
 
 const SHOTS = process.env.PERCH_SCREENSHOTS ?? 'target/oauth-screenshots'
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
@@ -290,6 +290,42 @@ test('a passkey made on the page signs in to it, once per challenge', async () =
     })
     assert.equal(r.status, 400, path)
   }
+
+  // An app's OAuth sign-in takes the passkey too (a fresh browser session: no device cookie).
+  const redirect = 'http://127.0.0.1:4002/cb'
+  const scope = 'atproto transition:generic'
+  const c = new RawClient({ clientId: loopbackClientId(redirect, scope), redirectUri: redirect, scope })
+  const par = await c.par()
+  assert.equal(par.status, 201, JSON.stringify(par.body))
+  await page.setRequestInterception(true)
+  let callback
+  const intercept = (r) => {
+    if (r.url().startsWith('http://127.0.0.1:4002/')) {
+      callback = r.url()
+      r.respond({ status: 200, contentType: 'text/plain', body: 'done' })
+    } else {
+      r.continue()
+    }
+  }
+  page.on('request', intercept)
+  const authorize = `${env.url}/oauth/authorize?client_id=${encodeURIComponent(c.clientId)}&request_uri=${encodeURIComponent(par.body.request_uri)}`
+  await page.goto(authorize, { waitUntil: 'networkidle0' })
+  await page.waitForSelector('#passkey-sign-in:not([hidden])')
+  await page.screenshot({ path: `${SHOTS}/oauth-sign-in-passkey.png`, fullPage: true })
+  await Promise.all([page.waitForNavigation(), page.click('#passkey-sign-in')])
+  assert.match(await text(page, 'main'), /Allow .* to use your account\?/)
+  await Promise.all([
+    page.waitForRequest((r) => r.url().startsWith('http://127.0.0.1:4002/')),
+    page.click('button[value=allow]'),
+  ])
+  const q = new URL(callback).searchParams
+  assert.equal(q.get('state'), c.state)
+  const tokens = await c.exchange(q.get('code'))
+  assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
+  assert.equal(tokens.body.sub, env.did)
+  page.off('request', intercept)
+  await page.setRequestInterception(false)
+  await page.goto(`${env.url}/account`, { waitUntil: 'networkidle0' })
 
   // Removed (with the password), it signs in no more.
   await page.type('#passkeys form.row input[type=password]', env.password)

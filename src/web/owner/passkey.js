@@ -73,6 +73,11 @@ if (signIn && window.PublicKeyCredential) {
   signIn.addEventListener('click', async () => {
     say('passkey-error', '')
     try {
+      // On the OAuth sign-in page the answer goes with that form's fields (not the password).
+      const extra = signIn.dataset.form
+        ? Object.fromEntries(new FormData(document.getElementById(signIn.dataset.form)))
+        : {}
+      delete extra.password
       const o = await post('/account/passkeys/sign-in-options', {})
       const a = await navigator.credentials.get({
         publicKey: {
@@ -83,13 +88,14 @@ if (signIn && window.PublicKeyCredential) {
           timeout: 120000,
         },
       })
-      await post('/account/passkeys/sign-in', {
+      const done = await post(signIn.dataset.endpoint || '/account/passkeys/sign-in', {
+        ...extra,
         id: a.id,
         clientDataJSON: b64u.enc(a.response.clientDataJSON),
         authenticatorData: b64u.enc(a.response.authenticatorData),
         signature: b64u.enc(a.response.signature),
       })
-      location.assign('/account')
+      location.assign(done.redirect || '/account')
     } catch (err) {
       say('passkey-error', err.message)
     }
