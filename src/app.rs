@@ -176,6 +176,52 @@ impl App {
         crate::notify::storage_failed(why);
     }
 
+    /// Samples what the owner's page plots: firehose subscribers every five minutes, and
+    /// storage once an hour into the day's rollup (trimming rollups older than 90 days).
+    pub async fn sample_stats(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5 * 60));
+        let mut last_storage = None;
+        loop {
+            tick.tick().await;
+            self.metrics
+                .note_subscribers(self.subscribers.load(std::sync::atomic::Ordering::Relaxed));
+            let hour = crate::clock::unix_secs() / 3600;
+            if last_storage == Some(hour) {
+                continue;
+            }
+            last_storage = Some(hour);
+            if let Err(e) = self.sample_storage().await {
+                tracing::debug!("storage sample: {e}");
+            }
+        }
+    }
+
+    async fn sample_storage(&self) -> Result<(), StoreError> {
+        let day_of = |ms: i64| crate::syntax::format_datetime_millis(ms)[..10].to_owned();
+        let now = crate::clock::unix_millis();
+        let (today, oldest) = (
+            day_of(now),
+            day_of(now - crate::store::stats::KEEP_DAYS * 86_400_000),
+        );
+        let dir = self.config.data_dir.clone();
+        let database = tokio::task::spawn_blocking(move || {
+            ["perch.sqlite", "perch.sqlite-wal"]
+                .iter()
+                .map(|f| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len()))
+                .sum::<u64>()
+        })
+        .await
+        .unwrap_or(0);
+        let (_, blobs) = self.store.read(crate::store::blobs::totals).await?;
+        self.writer
+            .exec(move |c, _| {
+                crate::store::stats::set_storage(c, &today, database, blobs)?;
+                crate::store::stats::trim_before(c, &oldest)
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Another identity's DID document, from the cache when fresh.
     pub async fn did_document(
         &self,

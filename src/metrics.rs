@@ -20,6 +20,27 @@ pub struct Metrics {
     pub connections_rejected: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
     storage_ok: AtomicBool,
+    /// The last day, hour by hour, for the owner's page.
+    hours: [Hour; 24],
+}
+
+/// One hour's figures; `hour` says which hour (Unix hours) they belong to.
+#[derive(Default)]
+struct Hour {
+    hour: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    subscribers: AtomicU64,
+}
+
+/// An hour of the last day: its start (Unix seconds), requests, server errors (5xx), and
+/// the most firehose subscribers seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HourFigures {
+    pub start: i64,
+    pub requests: u64,
+    pub errors: u64,
+    pub subscribers: u64,
 }
 
 impl Default for Metrics {
@@ -33,6 +54,7 @@ impl Default for Metrics {
             connections_rejected: AtomicU64::new(0),
             tls_handshake_failures: AtomicU64::new(0),
             storage_ok: AtomicBool::new(true),
+            hours: Default::default(),
         }
     }
 }
@@ -59,6 +81,10 @@ pub struct RelayMetric {
     pub matched_at: i64,
 }
 
+fn now_hour() -> u64 {
+    (crate::clock::unix_secs().max(0) / 3600) as u64
+}
+
 /// A Prometheus label value: backslash, quote and newline escaped.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -70,6 +96,11 @@ impl Metrics {
     pub fn record_request(&self, status: u16, elapsed: std::time::Duration) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.requests[class].fetch_add(1, Relaxed);
+        let hour = self.hour(now_hour());
+        hour.requests.fetch_add(1, Relaxed);
+        if status >= 500 {
+            hour.errors.fetch_add(1, Relaxed);
+        }
         let secs = elapsed.as_secs_f64();
         let bucket = BUCKETS
             .iter()
@@ -80,6 +111,45 @@ impl Metrics {
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             Relaxed,
         );
+    }
+
+    /// The bucket of `hour`, emptied first when it still holds the same hour of yesterday.
+    /// Two threads crossing the hour at once may lose a count or two: fine for a plot.
+    fn hour(&self, hour: u64) -> &Hour {
+        let b = &self.hours[(hour % 24) as usize];
+        if b.hour.load(Relaxed) != hour && b.hour.swap(hour, Relaxed) != hour {
+            b.requests.store(0, Relaxed);
+            b.errors.store(0, Relaxed);
+            b.subscribers.store(0, Relaxed);
+        }
+        b
+    }
+
+    /// Notes how many firehose subscribers there are now (the hour keeps the most).
+    pub fn note_subscribers(&self, n: usize) {
+        self.hour(now_hour())
+            .subscribers
+            .fetch_max(n as u64, Relaxed);
+    }
+
+    /// The 24 hours up to now, oldest first; hours with nothing recorded are zero.
+    pub fn last_day(&self) -> Vec<HourFigures> {
+        let now = now_hour();
+        (now.saturating_sub(23)..=now)
+            .map(|h| {
+                let b = &self.hours[(h % 24) as usize];
+                let mut f = HourFigures {
+                    start: (h * 3600) as i64,
+                    ..HourFigures::default()
+                };
+                if b.hour.load(Relaxed) == h {
+                    f.requests = b.requests.load(Relaxed);
+                    f.errors = b.errors.load(Relaxed);
+                    f.subscribers = b.subscribers.load(Relaxed);
+                }
+                f
+            })
+            .collect()
     }
 
     /// Time since the server started.
@@ -244,6 +314,24 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_day_counts_this_hours_requests_errors_and_subscribers() {
+        let m = Metrics::default();
+        m.record_request(200, std::time::Duration::from_millis(1));
+        m.record_request(502, std::time::Duration::from_millis(1));
+        m.note_subscribers(3);
+        m.note_subscribers(1);
+        let day = m.last_day();
+        assert_eq!(day.len(), 24);
+        let now = day[23];
+        assert_eq!((now.requests, now.errors, now.subscribers), (2, 1, 3));
+        assert_eq!(now.start % 3600, 0);
+        assert!(day[..23].iter().all(|h| h.requests == 0));
+        // The same bucket a day later starts empty.
+        let h = now_hour() + 24;
+        assert_eq!(m.hour(h).requests.load(Relaxed), 0);
+    }
 
     #[test]
     fn renders_counts_and_cumulative_buckets() {

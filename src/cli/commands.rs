@@ -180,6 +180,7 @@ async fn front_door(app: Arc<App>, listen: std::net::SocketAddr) -> Result<(), C
         tokio::spawn(Arc::clone(&app.tls).watch_expiry(config.tls == TlsMode::Acme));
     }
     tokio::spawn(blob_gc(Arc::clone(&app)));
+    tokio::spawn(Arc::clone(&app).sample_stats());
     tokio::spawn(crate::federation::run(
         Arc::clone(&app.federation),
         app.writer.seq_watch(),

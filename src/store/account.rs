@@ -433,7 +433,7 @@ pub fn delete_everything(conn: &Db) -> Result<Vec<String>, StoreError> {
         "DELETE FROM record_blob; DELETE FROM blob; DELETE FROM record; DELETE FROM block;
          DELETE FROM repo_root; DELETE FROM refresh_token; DELETE FROM app_password;
          DELETE FROM preference; DELETE FROM plc_token; DELETE FROM action_token;
-         DELETE FROM passkey;
+         DELETE FROM passkey; DELETE FROM stat_writes; DELETE FROM stat_storage;
          DELETE FROM account;",
     )?;
     Ok(cids)

@@ -15,6 +15,7 @@ pub mod passkeys;
 pub mod repo;
 mod schema;
 pub mod snapshot;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

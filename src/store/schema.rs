@@ -166,9 +166,22 @@ const MIGRATIONS: &[Step] = &[
     ) WITHOUT ROWID;
     "#,
     ),
-    // 7: the owner's passkeys (WebAuthn ES256 credentials: id base64url, SEC1 public key).
+    // 7: the owner's page: passkeys (WebAuthn ES256 credentials: id base64url, SEC1 public
+    // key), and the daily rollups its plots draw (records created by kind; storage), kept
+    // 90 days.
     Step::Sql(
         r#"
+    CREATE TABLE stat_writes (
+        day TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (day, kind)
+    ) WITHOUT ROWID;
+    CREATE TABLE stat_storage (
+        day TEXT PRIMARY KEY,
+        database_bytes INTEGER NOT NULL,
+        blob_bytes INTEGER NOT NULL
+    ) WITHOUT ROWID;
     CREATE TABLE passkey (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,

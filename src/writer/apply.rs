@@ -211,6 +211,7 @@ pub fn apply(
     };
     repo::set_root(conn, &root)?;
     let time = crate::syntax::format_datetime_millis((now_us / 1000) as i64);
+    count_creates(conn, &time, &commit.ops)?;
     let body = events::commit_body(CommitEvent {
         did: &state.did,
         commit: commit.cid,
@@ -236,6 +237,27 @@ pub fn apply(
         commit: Some((commit.cid, commit.rev)),
         results,
     })
+}
+
+/// Adds the records this commit created to the day's rollup (the owner's page plots them).
+fn count_creates(conn: &Db, time: &str, ops: &[CommitOp]) -> Result<(), WriteError> {
+    let mut counts = [0u64; 4];
+    for op in ops.iter().filter(|o| o.action.as_str() == "create") {
+        let collection = op.path.split_once('/').map_or(op.path.as_str(), |(c, _)| c);
+        counts[match collection {
+            "app.bsky.feed.post" => 0,
+            "app.bsky.feed.like" => 1,
+            "app.bsky.graph.follow" => 2,
+            _ => 3,
+        }] += 1;
+    }
+    let day = time.get(..10).unwrap_or(time);
+    for (kind, n) in ["post", "like", "follow", "other"].iter().zip(counts) {
+        if n > 0 {
+            crate::store::stats::add_writes(conn, day, kind, n)?;
+        }
+    }
+    Ok(())
 }
 
 fn change(op: WriteOp) -> Change {

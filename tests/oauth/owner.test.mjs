@@ -69,6 +69,12 @@ async function appPasswordNames() {
 }
 
 test('the owner signs in, sees the box and its federation, and manages app passwords', async () => {
+  // Something to plot: two posts and a like today.
+  const writer = new AtpAgent({ service: env.url })
+  await writer.login({ identifier: env.handle, password: env.password })
+  const post = await writer.post({ text: 'for the plot', createdAt: new Date().toISOString() })
+  await writer.post({ text: 'and another', createdAt: new Date().toISOString() })
+  await writer.like(post.uri, post.cid)
   const page = await browser.newPage()
   await page.setViewport({ width: 1100, height: 900 })
   await page.goto(`${env.url}/account`, { waitUntil: 'networkidle0' })
@@ -87,6 +93,15 @@ test('the owner signs in, sees the box and its federation, and manages app passw
   const box = await text(page, 'section[aria-labelledby=box-h]')
   assert.match(box, /Storage\s+healthy/)
   assert.match(box, /Free disk\s+[\d.]+ [KMGT]iB/)
+  // The plots: four charts; today's bar holds at least the two posts and the like.
+  assert.equal((await page.$$('#plots figure svg')).length, 4)
+  const today = new Date().toISOString().slice(0, 10)
+  const tips = await page.$$eval('#plots svg title', (ts) => ts.map((t) => t.textContent))
+  const bar = tips.find((t) => t.startsWith(`${today}:`) && t.includes('posts'))
+  const [, posts, likes] = bar.match(/(\d+) posts, (\d+) likes/).map(Number)
+  assert.ok(posts >= 2 && likes >= 1, bar)
+  assert.match(await text(page, '#plots'), /\d+ records in 90 days/)
+  assert.match(await text(page, '#plots'), /[1-9]\d* requests, \d+ server errors in the last 24 hours/)
 
   // The federation panel: perch checks every 2 s here; wait until both relays are judged
   // and the idle one has been asked to crawl.

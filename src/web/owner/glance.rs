@@ -33,6 +33,12 @@ pub struct Glance {
     pub firehose_seq: i64,
     pub subscribers: usize,
     pub relays: Vec<RelayView>,
+    /// The last 90 days, oldest first: records created by kind (post, like, follow, other).
+    pub writes: Vec<(String, [u64; 4])>,
+    /// The last 90 days: database and blob bytes where measured.
+    pub storage: Vec<(String, Option<(u64, u64)>)>,
+    /// The last 24 hours.
+    pub hours: Vec<crate::metrics::HourFigures>,
     pub passkeys: Vec<crate::store::passkeys::Passkey>,
     pub app_passwords: Vec<AppPassword>,
     pub apps: Vec<GrantInfo>,
@@ -62,6 +68,45 @@ async fn pds_endpoint(app: &App, did: &str) -> Result<String, String> {
         Err(_) => Err("the DID document did not arrive in time".to_owned()),
     }
 }
+
+/// The days of the plots' window, oldest first (`YYYY-MM-DD`).
+fn window() -> Vec<String> {
+    let now = crate::clock::unix_millis();
+    (0..crate::store::stats::KEEP_DAYS)
+        .rev()
+        .map(|i| crate::syntax::format_datetime_millis(now - i * 86_400_000)[..10].to_owned())
+        .collect()
+}
+
+type Rollups = (Vec<(String, String, u64)>, Vec<(String, u64, u64)>);
+
+fn by_day(days: &[String], (writes, storage): Rollups) -> PlotDays {
+    let mut w: Vec<(String, [u64; 4])> = days.iter().map(|d| (d.clone(), [0; 4])).collect();
+    for (day, kind, n) in writes {
+        if let Some((_, counts)) = w.iter_mut().find(|(d, _)| *d == day) {
+            let k = match kind.as_str() {
+                "post" => 0,
+                "like" => 1,
+                "follow" => 2,
+                _ => 3,
+            };
+            counts[k] += n;
+        }
+    }
+    let s = days
+        .iter()
+        .map(|d| {
+            let sample = storage
+                .iter()
+                .find(|(day, _, _)| day == d)
+                .map(|(_, db, b)| (*db, *b));
+            (d.clone(), sample)
+        })
+        .collect();
+    (w, s)
+}
+
+type PlotDays = (Vec<(String, [u64; 4])>, Vec<(String, Option<(u64, u64)>)>);
 
 pub async fn gather(app: &App, account: Account) -> Glance {
     let pds = pds_endpoint(app, &account.did).await;
@@ -99,6 +144,19 @@ pub async fn gather(app: &App, account: Account) -> Glance {
         crate::backup::schedule::Health::Ok(m) => (true, m),
         crate::backup::schedule::Health::Warn(m) => (false, m),
     };
+    let days = window();
+    let since = days.first().cloned().unwrap_or_default();
+    let rollups = app
+        .store
+        .read(move |c| {
+            Ok((
+                crate::store::stats::writes_since(c, &since)?,
+                crate::store::stats::storage_since(c, &since)?,
+            ))
+        })
+        .await
+        .unwrap_or_default();
+    let (writes, storage) = by_day(&days, rollups);
     let firehose_seq = *app.writer.seq_watch().borrow();
     let app_passwords = app.accounts().app_passwords().await.unwrap_or_default();
     let passkeys = app.accounts().passkeys().await.unwrap_or_default();
@@ -119,6 +177,9 @@ pub async fn gather(app: &App, account: Account) -> Glance {
         firehose_seq,
         subscribers: app.subscribers.load(std::sync::atomic::Ordering::Relaxed),
         relays: app.federation.views(),
+        writes,
+        storage,
+        hours: app.metrics.last_day(),
         passkeys,
         app_passwords,
         apps,

@@ -7,6 +7,7 @@
 mod glance;
 mod pages;
 mod passkeys;
+mod plots;
 
 use std::net::IpAddr;
 use std::sync::Arc;

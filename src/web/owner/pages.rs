@@ -362,6 +362,13 @@ pub fn dashboard(server: &str, g: &Glance, token: &str, notices: &[Notice]) -> M
             (account(g))
             (federation(g, token, now))
             (the_box(g))
+            section aria-labelledby="plots-h" id="plots" {
+                h2 id="plots-h" { "Over time" }
+                (super::plots::writes(&g.writes))
+                (super::plots::storage(&g.storage))
+                (super::plots::requests(&g.hours))
+                (super::plots::subscribers(&g.hours))
+            }
             (passkeys(g, token, now))
             (app_passwords(g, token))
             (apps(g, token, now))
