@@ -109,4 +109,34 @@ impl Accounts<'_> {
         mac.update(jti.as_bytes());
         URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
+
+    /// Changes the password from the page: the current one again (behind the login limiter),
+    /// the rule for the new one, then every session ends (apps and other browsers too) and
+    /// this browser gets a new one: its cookie's token.
+    pub async fn owner_change_password(
+        &self,
+        ip: IpAddr,
+        current: String,
+        new: &str,
+    ) -> Result<String, AccountError> {
+        super::check_password_rule(new)?;
+        let acct = self
+            .check_owner_password(ip, "password change", current)
+            .await?;
+        self.set_password(new, false).await?;
+        tracing::warn!("the account password was changed on the owner's page; every session ended");
+        self.owner_token(&acct).await
+    }
+
+    /// Deletes the account from the page: the password again (behind the login limiter),
+    /// then what `perch account delete` does. The blob CIDs whose files the caller removes.
+    pub async fn owner_delete(
+        &self,
+        ip: IpAddr,
+        password: String,
+    ) -> Result<Vec<String>, AccountError> {
+        self.check_owner_password(ip, "account deletion", password)
+            .await?;
+        self.delete_by_owner().await
+    }
 }

@@ -190,3 +190,274 @@ async fn a_box_without_an_account_says_how_to_make_one() {
     .await;
     assert_eq!(st, 404);
 }
+
+/// The page's form token for `cookie`.
+async fn form_token(s: &InProcess, cookie: &str) -> String {
+    let html = page(s, cookie).await;
+    let at = html.find("name=\"csrf\" value=\"").expect("a form token") + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+/// Posts a form of the signed-in page: status, head and body.
+async fn submit(
+    s: &InProcess,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String, String) {
+    let csrf = form_token(s, cookie).await;
+    let body: Vec<String> = fields
+        .iter()
+        .chain(&[("csrf", csrf.as_str())])
+        .map(|(k, v)| format!("{k}={}", perch::syntax::form::percent_encode(v)))
+        .collect();
+    send(
+        s,
+        ip(3),
+        "POST",
+        path,
+        &[FORM, ("cookie", cookie)],
+        &body.join("&"),
+    )
+    .await
+}
+
+fn location(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or_else(|| l.strip_prefix("Location: "))
+        })
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_password_changes_only_with_the_current_one_and_signs_everything_else_out() {
+    let s = InProcess::start().await;
+    let cookie = sign_in(&s, ip(1)).await;
+    let other_browser = sign_in(&s, ip(1)).await;
+    let (st, _, body) = submit(
+        &s,
+        &cookie,
+        "/account/password",
+        &[
+            ("current", "wrong wrong"),
+            ("new", "a new password"),
+            ("confirm", "a new password"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 401);
+    assert!(body.contains("Wrong password: nothing was changed."));
+    let (st, _, body) = submit(
+        &s,
+        &cookie,
+        "/account/password",
+        &[
+            ("current", PASSWORD),
+            ("new", "a new password"),
+            ("confirm", "a new passwort"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(body.contains("differ"));
+    let (st, _, body) = submit(
+        &s,
+        &cookie,
+        "/account/password",
+        &[
+            ("current", PASSWORD),
+            ("new", "short"),
+            ("confirm", "short"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(body.contains("at least 8 characters"), "{body}");
+    // The API session from before still works here; afterwards it does not.
+    let (st, _) = s
+        .call(
+            "GET",
+            "com.atproto.server.getSession",
+            &[("authorization", &s.bearer())],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(st, 200);
+
+    let (st, head, _) = submit(
+        &s,
+        &cookie,
+        "/account/password",
+        &[
+            ("current", PASSWORD),
+            ("new", "a new password"),
+            ("confirm", "a new password"),
+        ],
+    )
+    .await;
+    assert_eq!(st, 303, "{head}");
+    assert_eq!(location(&head), "/account?done=password#manage");
+    let fresh = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a new cookie")
+        .to_owned();
+    assert!(signed_in(&page(&s, &fresh).await, &s.did));
+    assert!(
+        !signed_in(&page(&s, &cookie).await, &s.did),
+        "the old page session ended"
+    );
+    assert!(
+        !signed_in(&page(&s, &other_browser).await, &s.did),
+        "other browsers too"
+    );
+    let (st, b) = s
+        .call(
+            "GET",
+            "com.atproto.server.getSession",
+            &[("authorization", &s.bearer())],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(
+        (st, b["message"].as_str()),
+        (400, Some("Token has been revoked")),
+        "apps too: {b}"
+    );
+    let mut again = crate::support::Client::new(s.addr);
+    again.sign_in(&s.handle, "a new password").await;
+}
+
+#[tokio::test]
+async fn handle_and_email_change_from_the_page_and_codes_are_never_shown() {
+    let s = InProcess::start().await;
+    let cookie = sign_in(&s, ip(1)).await;
+    let (st, head, _) = submit(&s, &cookie, "/account/handle", &[("handle", "bob.test")]).await;
+    assert_eq!(st, 303, "{head}");
+    assert_eq!(s.app.account().await.unwrap().unwrap().handle, "bob.test");
+    let (st, _, body) = submit(
+        &s,
+        &cookie,
+        "/account/handle",
+        &[("handle", "not a handle")],
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(body.contains("role=\"alert\""));
+
+    // A first address needs no code; it starts unconfirmed.
+    let (st, head, _) = submit(
+        &s,
+        &cookie,
+        "/account/email",
+        &[("email", "me@example.com")],
+    )
+    .await;
+    assert_eq!(st, 303, "{head}");
+    let (st, _, _) = submit(&s, &cookie, "/account/email/code", &[]).await;
+    assert_eq!(st, 303);
+    let codes = s.app.accounts().pending_codes().await.unwrap();
+    let code = codes
+        .iter()
+        .find(|c| c.purpose == "confirm_email")
+        .expect("a confirmation code")
+        .code
+        .clone();
+    let html = page(&s, &cookie).await;
+    assert!(html.contains("For confirming the email address"), "{html}");
+    assert!(!html.contains(&code), "the page never shows a code");
+    let (st, _, _) = submit(
+        &s,
+        &cookie,
+        "/account/email/confirm",
+        &[("code", "WRONG-CODE")],
+    )
+    .await;
+    assert_eq!(st, 400);
+    let (st, _, _) = submit(&s, &cookie, "/account/email/confirm", &[("code", &code)]).await;
+    assert_eq!(st, 303);
+    assert!(
+        s.app
+            .account()
+            .await
+            .unwrap()
+            .unwrap()
+            .email_confirmed_at
+            .is_some()
+    );
+    // A confirmed address changes only with the code sent to it.
+    let (st, _, body) = submit(
+        &s,
+        &cookie,
+        "/account/email",
+        &[("email", "new@example.com")],
+    )
+    .await;
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(
+        s.app.account().await.unwrap().unwrap().email.as_deref(),
+        Some("me@example.com")
+    );
+}
+
+#[tokio::test]
+async fn a_backup_runs_from_the_page_and_the_account_is_deleted_only_as_typed() {
+    let backups = tempfile::tempdir().unwrap();
+    let root = backups.path().to_owned();
+    let s = InProcess::start_with(|c| c.backup_dir = Some(root.clone())).await;
+    let cookie = sign_in(&s, ip(1)).await;
+    let (st, head, _) = submit(&s, &cookie, "/account/backup", &[]).await;
+    assert_eq!(
+        (st, location(&head).as_str()),
+        (303, "/account?done=backup#manage")
+    );
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while perch::backup::list_complete(&root).unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < end,
+            "the backup never completed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let name = perch::backup::list_complete(&root).unwrap()[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(page(&s, &cookie).await.contains(&name));
+
+    let (st, _, body) = submit(
+        &s,
+        &cookie,
+        "/account/delete",
+        &[("confirm", "someone.else"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(body.contains("nothing was deleted"));
+    let (st, _, _) = submit(
+        &s,
+        &cookie,
+        "/account/delete",
+        &[("confirm", &s.handle), ("password", "wrong wrong")],
+    )
+    .await;
+    assert_eq!(st, 401);
+    assert!(s.app.account().await.unwrap().is_some());
+    let typed = format!("@{}", s.handle.to_uppercase());
+    let (st, head, body) = submit(
+        &s,
+        &cookie,
+        "/account/delete",
+        &[("confirm", &typed), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(head.to_ascii_lowercase().contains("max-age=0"));
+    assert!(body.contains("sudo perch init"));
+    assert!(s.app.account().await.unwrap().is_none());
+}

@@ -125,6 +125,7 @@ test('the owner signs in, sees the box and its federation, and manages app passw
   assert.equal(follow[1], 'following, current')
   assert.match(fed, /perch asks it to crawl/, 'advice for the idle relay')
   assert.equal((await standIn(RELAY_FOLLOW)).crawls, 0, 'a relay that keeps up is left alone')
+  assert.match(await text(page, '#manage'), /Change handle[\s\S]*Change password[\s\S]*Delete the account/)
   await page.screenshot({ path: `${SHOTS}/account.png`, fullPage: true })
 
   // "Ask the relays to crawl now".

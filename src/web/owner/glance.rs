@@ -40,6 +40,11 @@ pub struct Glance {
     /// The last 24 hours.
     pub hours: Vec<crate::metrics::HourFigures>,
     pub passkeys: Vec<crate::store::passkeys::Passkey>,
+    /// Codes waiting: purpose and expiry (never the code).
+    pub codes: Vec<(String, i64)>,
+    /// Complete backups in `backup_dir` (name, when), newest first, at most five; `None`
+    /// without a `backup_dir`.
+    pub backups: Option<Vec<(String, i64)>>,
     pub app_passwords: Vec<AppPassword>,
     pub apps: Vec<GrantInfo>,
 }
@@ -157,6 +162,33 @@ pub async fn gather(app: &App, account: Account) -> Glance {
         .await
         .unwrap_or_default();
     let (writes, storage) = by_day(&days, rollups);
+    let codes = app
+        .accounts()
+        .pending_codes()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.purpose, c.expires_at))
+        .collect();
+    let backups = match app.config.backup_dir.clone() {
+        None => None,
+        Some(dir) => Some(
+            tokio::task::spawn_blocking(move || {
+                let mut all = crate::backup::list_complete(&dir).unwrap_or_default();
+                all.reverse();
+                all.into_iter()
+                    .take(5)
+                    .filter_map(|p| {
+                        let name = p.file_name()?.to_string_lossy().into_owned();
+                        let at = crate::backup::schedule::name_millis(&name)? / 1000;
+                        Some((name, at))
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap_or_default(),
+        ),
+    };
     let firehose_seq = *app.writer.seq_watch().borrow();
     let app_passwords = app.accounts().app_passwords().await.unwrap_or_default();
     let passkeys = app.accounts().passkeys().await.unwrap_or_default();
@@ -181,6 +213,8 @@ pub async fn gather(app: &App, account: Account) -> Glance {
         storage,
         hours: app.metrics.last_day(),
         passkeys,
+        codes,
+        backups,
         app_passwords,
         apps,
     }

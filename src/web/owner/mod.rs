@@ -4,7 +4,9 @@
 //! origin and carry the session's form token; a form's outcome is shown once (a new app
 //! password in the answer itself, never again; the rest after a redirect, as a fixed notice).
 
+mod forms;
 mod glance;
+mod manage;
 mod pages;
 mod passkeys;
 mod plots;
@@ -132,7 +134,7 @@ async fn show(app: &App, req: &Request<Incoming>) -> Response<Body> {
         .unwrap_or_default()
         .iter()
         .filter(|(k, _)| k == "done")
-        .filter_map(|(_, v)| done_text(v))
+        .filter_map(|(_, v)| done_text(v).or_else(|| manage::done_text(v)))
         .map(Notice::Done)
         .collect();
     dashboard(app, s, StatusCode::OK, &notices).await
@@ -230,6 +232,10 @@ async fn act(
     f: &[(String, String)],
     peer: IpAddr,
 ) -> Response<Body> {
+    let s = match manage::act(app, action, s, f, peer).await {
+        Ok(r) => return r,
+        Err(s) => s,
+    };
     let accounts = app.accounts();
     match action {
         "/account/passkeys/options" => passkeys::options(app, &s, peer, f).await,

@@ -372,6 +372,7 @@ pub fn dashboard(server: &str, g: &Glance, token: &str, notices: &[Notice]) -> M
             (passkeys(g, token, now))
             (app_passwords(g, token))
             (apps(g, token, now))
+            (super::forms::manage(g, token, now))
         },
     )
 }
