@@ -139,4 +139,29 @@ impl Accounts<'_> {
             .await?;
         self.delete_by_owner().await
     }
+
+    /// Ends every other session: apps signed in with the password or an app password, and
+    /// other browsers on this page (OAuth apps are signed out one by one, or all by a
+    /// password change). How many ended.
+    pub async fn owner_sign_out_others(
+        &self,
+        session: &OwnerSession,
+    ) -> Result<usize, AccountError> {
+        let keep = session.jti.clone();
+        let n = self
+            .writer
+            .exec(move |c, _| account::delete_sessions_except(c, &keep))
+            .await?;
+        tracing::info!("{n} other sessions signed out from the owner's page");
+        Ok(n)
+    }
+
+    /// Live sessions: with the account password, and with app passwords.
+    pub async fn session_counts(&self) -> Result<(u64, u64), AccountError> {
+        let now = crate::clock::unix_secs();
+        Ok(self
+            .store
+            .read(move |c| account::count_sessions(c, now))
+            .await?)
+    }
 }

@@ -261,6 +261,29 @@ pub fn delete_expired_refresh_tokens(conn: &Db, now: i64) -> Result<usize, Store
     Ok(conn.execute("DELETE FROM refresh_token WHERE expires_at < ?1", [now])?)
 }
 
+/// Live sessions (refresh tokens not yet rotated away, not expired): made with the account
+/// password, and with app passwords.
+pub fn count_sessions(conn: &Db, now: i64) -> Result<(u64, u64), StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FILTER (WHERE app_password_name IS NULL),
+                count(*) FILTER (WHERE app_password_name IS NOT NULL)
+         FROM refresh_token WHERE next_jti IS NULL AND expires_at >= ?1",
+        [now],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?.max(0) as u64,
+                r.get::<_, i64>(1)?.max(0) as u64,
+            ))
+        },
+    )?)
+}
+
+/// Ends every session but the one of `keep` (its rotation chain has only itself: the
+/// owner's page never rotates its token).
+pub fn delete_sessions_except(conn: &Db, keep: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute("DELETE FROM refresh_token WHERE jti <> ?1", [keep])?)
+}
+
 pub fn delete_all_refresh_tokens(conn: &Db) -> Result<(), StoreError> {
     conn.execute("DELETE FROM refresh_token", [])?;
     Ok(())

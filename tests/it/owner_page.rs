@@ -461,3 +461,36 @@ async fn a_backup_runs_from_the_page_and_the_account_is_deleted_only_as_typed() 
     assert!(body.contains("sudo perch init"));
     assert!(s.app.account().await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn every_other_session_can_be_signed_out_from_the_page() {
+    let s = InProcess::start().await;
+    let cookie = sign_in(&s, ip(1)).await;
+    let other = sign_in(&s, ip(1)).await;
+    let html = page(&s, &cookie).await;
+    // The test client's own login, the other browser: two others.
+    assert!(
+        html.contains("2 other session(s) signed in with the password, 0 with app passwords"),
+        "{html}"
+    );
+    let (st, head, _) = submit(&s, &cookie, "/account/sessions/sign-out", &[]).await;
+    assert_eq!(
+        (st, location(&head).as_str()),
+        (303, "/account?done=others-signed-out#apps")
+    );
+    assert!(
+        signed_in(&page(&s, &cookie).await, &s.did),
+        "this page stays signed in"
+    );
+    assert!(!signed_in(&page(&s, &other).await, &s.did));
+    let (st, b) = s
+        .call(
+            "GET",
+            "com.atproto.server.getSession",
+            &[("authorization", &s.bearer())],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(st, 400, "{b}");
+    assert!(page(&s, &cookie).await.contains("0 other session(s)"));
+}

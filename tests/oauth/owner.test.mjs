@@ -127,6 +127,10 @@ test('the owner signs in, sees the box and its federation, and manages app passw
   assert.equal((await standIn(RELAY_FOLLOW)).crawls, 0, 'a relay that keeps up is left alone')
   assert.match(await text(page, '#manage'), /Change handle[\s\S]*Change password[\s\S]*Delete the account/)
   await page.screenshot({ path: `${SHOTS}/account.png`, fullPage: true })
+  // README's picture: the top of the page (PERCH_BLESS=1 writes it into the repo).
+  const top = { x: 0, y: 0, width: 1100, height: 1150 }
+  await page.screenshot({ path: `${SHOTS}/account-top.png`, clip: top })
+  if (process.env.PERCH_BLESS) await page.screenshot({ path: 'account-page.png', clip: top })
 
   // "Ask the relays to crawl now".
   const before = (await standIn(RELAY_FOLLOW)).crawls

@@ -47,6 +47,8 @@ pub struct Glance {
     pub backups: Option<Vec<(String, i64)>>,
     pub app_passwords: Vec<AppPassword>,
     pub apps: Vec<GrantInfo>,
+    /// Live sessions made with the password (this page's among them) and app passwords.
+    pub sessions: (u64, u64),
 }
 
 pub enum TlsLine {
@@ -193,6 +195,7 @@ pub async fn gather(app: &App, account: Account) -> Glance {
     let app_passwords = app.accounts().app_passwords().await.unwrap_or_default();
     let passkeys = app.accounts().passkeys().await.unwrap_or_default();
     let apps = app.oauth().grants().await.unwrap_or_default();
+    let sessions = app.accounts().session_counts().await.unwrap_or_default();
     Glance {
         account,
         pds,
@@ -217,5 +220,6 @@ pub async fn gather(app: &App, account: Account) -> Glance {
         backups,
         app_passwords,
         apps,
+        sessions,
     }
 }

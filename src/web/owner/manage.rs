@@ -23,6 +23,7 @@ pub(super) fn done_text(key: &str) -> Option<&'static str> {
         }
         "email-confirmed" => "The email address is confirmed.",
         "backup" => "A backup is running; it is listed here once it is complete.",
+        "others-signed-out" => "Every other session is signed out; app passwords stay.",
         _ => return None,
     })
 }
@@ -100,6 +101,10 @@ pub(super) async fn act(
                 .map(|()| see_other("/account?done=email-confirmed#manage"))
         }
         "/account/backup" => Ok(backup_now(app)),
+        "/account/sessions/sign-out" => accounts
+            .owner_sign_out_others(&s)
+            .await
+            .map(|_| see_other("/account?done=others-signed-out#apps")),
         "/account/delete" => {
             if !param(f, "confirm")
                 .trim()

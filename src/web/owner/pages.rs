@@ -311,9 +311,20 @@ fn passkeys(g: &Glance, token: &str, now: i64) -> Markup {
 }
 
 fn apps(g: &Glance, token: &str, now: i64) -> Markup {
+    let (password, app_password) = g.sessions;
     html! {
         section aria-labelledby="apps-h" id="apps" {
             h2 id="apps-h" { "Connected apps" }
+            p id="sessions" {
+                (password.saturating_sub(1)) " other session(s) signed in with the password, "
+                (app_password) " with app passwords."
+            }
+            @if password > 1 || app_password > 0 {
+                form method="post" action="/account/sessions/sign-out" {
+                    (csrf(token))
+                    button type="submit" class="secondary small" { "Sign out every other session" }
+                }
+            }
             @if g.apps.is_empty() {
                 p { "No app is signed in over OAuth." }
             } @else {
