@@ -15,6 +15,7 @@ mod handle;
 mod owner;
 mod passkeys;
 mod sessions;
+mod status;
 
 use std::sync::{Arc, Mutex};
 

@@ -164,4 +164,15 @@ impl Accounts<'_> {
             .read(move |c| account::count_sessions(c, now))
             .await?)
     }
+
+    /// Deactivates the account from the page, after the password again.
+    pub async fn owner_deactivate(
+        &self,
+        ip: IpAddr,
+        password: String,
+    ) -> Result<bool, AccountError> {
+        self.check_owner_password(ip, "account deactivation", password)
+            .await?;
+        self.deactivate().await
+    }
 }

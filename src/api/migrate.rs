@@ -239,55 +239,18 @@ pub async fn import_repo(app: Arc<App>, mut req: XrpcRequest) -> HandlerResult {
     Ok(XrpcResponse::Empty)
 }
 
-/// Whether the DID document names this server and its signing key (`validDid`).
-pub async fn did_points_here(app: &App, did: &str) -> Result<(), String> {
-    let c = &app.config;
-    if did == crate::identity::web_did(&c.hostname, c.listen.port(), c.dev) {
-        // This server's own did:web: the document is the one perch serves itself, made from
-        // its own URL and key. Fetching it would go out and back in, which a box at home
-        // behind NAT often cannot do (no hairpin NAT).
-        return Ok(());
-    }
-    let doc = app
-        .did_document_fresh(did)
-        .await
-        .map_err(|e| e.to_string())?;
-    let endpoint = crate::identity::resolve::service_endpoint(&doc, "atproto_pds");
-    let ours = app.config.public_url();
-    if endpoint.as_deref().map(|e| e.trim_end_matches('/')) != Some(ours.as_str()) {
-        return Err(format!(
-            "the DID document names PDS {} and not this server ({ours})",
-            endpoint.unwrap_or_else(|| "none".into())
-        ));
-    }
-    if crate::identity::resolve::signing_key(&doc) != Some(app.repo_key.did_key()) {
-        return Err("the DID document's #atproto key is not this server's signing key".into());
-    }
-    Ok(())
-}
-
 /// `com.atproto.server.activateAccount`: only once the DID document points here; the repo
 /// gets a fresh commit under this server's key, announced with `#account`, `#identity` and
 /// `#sync`, and the relays are asked to crawl.
 pub async fn activate_account(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     let session = require_user(&app, &req).await?;
     session.require_password_session()?;
-    let acct = app
-        .account()
+    app.account()
         .await?
         .ok_or_else(|| XrpcError::invalid_token("no account"))?;
-    if acct.is_active() {
+    if !app.accounts().activate().await? {
         return Ok(XrpcResponse::Empty);
     }
-    if acct.status == account::AccountStatus::Takendown {
-        return Err(XrpcError::invalid_request("the account is taken down"));
-    }
-    did_points_here(&app, &acct.did)
-        .await
-        .map_err(|e| XrpcError::invalid_request(format!("cannot activate yet: {e}")))?;
-    app.writer
-        .activate(acct.did.clone(), Arc::clone(&app.repo_key))
-        .await?;
     let federation = Arc::clone(&app.federation);
     tokio::spawn(async move { federation.request_all().await });
     Ok(XrpcResponse::Empty)
@@ -304,10 +267,10 @@ pub async fn deactivate_account(app: Arc<App>, mut req: XrpcRequest) -> HandlerR
         .account()
         .await?
         .ok_or_else(|| XrpcError::invalid_token("no account"))?;
-    if acct.status == account::AccountStatus::Deactivated {
-        return Ok(XrpcResponse::Empty);
+    if acct.did != session.did {
+        return Err(XrpcError::invalid_token("no account"));
     }
-    app.writer.deactivate(session.did).await?;
+    app.accounts().deactivate().await?;
     Ok(XrpcResponse::Empty)
 }
 

@@ -221,9 +221,7 @@ pub async fn check_account_status(app: Arc<App>, req: XrpcRequest) -> HandlerRes
         })
         .await?;
     let root = root.ok_or_else(|| XrpcError::internal("the account has no repo"))?;
-    let valid_did = super::migrate::did_points_here(&app, &acct.did)
-        .await
-        .is_ok();
+    let valid_did = app.accounts().did_points_here(&acct.did).await.is_ok();
     Ok(XrpcResponse::Json(json!({
         "activated": acct.is_active(),
         "validDid": valid_did,

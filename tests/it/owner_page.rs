@@ -494,3 +494,68 @@ async fn every_other_session_can_be_signed_out_from_the_page() {
     assert_eq!(st, 400, "{b}");
     assert!(page(&s, &cookie).await.contains("0 other session(s)"));
 }
+
+#[tokio::test]
+async fn the_account_is_deactivated_with_the_password_and_reactivated_from_the_page() {
+    let s = InProcess::start().await;
+    let cookie = sign_in(&s, ip(1)).await;
+    let (st, _, _) = submit(
+        &s,
+        &cookie,
+        "/account/deactivate",
+        &[("password", "wrong wrong")],
+    )
+    .await;
+    assert_eq!(st, 401);
+    assert!(s.app.account().await.unwrap().unwrap().is_active());
+    let (st, head, _) = submit(
+        &s,
+        &cookie,
+        "/account/deactivate",
+        &[("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(
+        (st, location(&head).as_str()),
+        (303, "/account?done=deactivated#manage")
+    );
+    assert_eq!(
+        s.app.account().await.unwrap().unwrap().status,
+        perch::store::account::AccountStatus::Deactivated
+    );
+    // Others get no repo now; the page offers reactivation.
+    let (st, b) = s
+        .call(
+            "GET",
+            &format!("com.atproto.sync.getLatestCommit?did={}", s.q_did()),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (400, Some("RepoDeactivated")),
+        "{b}"
+    );
+    assert!(
+        page(&s, &cookie)
+            .await
+            .contains("action=\"/account/activate\"")
+    );
+    // This server's own did:web points here by construction: it reactivates.
+    let (st, head, _) = submit(&s, &cookie, "/account/activate", &[]).await;
+    assert_eq!(
+        (st, location(&head).as_str()),
+        (303, "/account?done=activated#manage")
+    );
+    assert!(s.app.account().await.unwrap().unwrap().is_active());
+    let (st, _) = s
+        .call(
+            "GET",
+            &format!("com.atproto.sync.getLatestCommit?did={}", s.q_did()),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(st, 200);
+}

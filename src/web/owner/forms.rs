@@ -1,5 +1,5 @@
 //! The "Manage" part of the owner's page: handle, password, email and waiting codes,
-//! backups, and deleting the account.
+//! backups, deactivating and deleting the account.
 
 use maud::{Markup, html};
 
@@ -134,6 +134,26 @@ fn backups(g: &Glance, token: &str, now: i64) -> Markup {
     }
 }
 
+fn deactivate(g: &Glance, token: &str) -> Markup {
+    html! {
+        @if g.account.is_active() {
+            form method="post" action="/account/deactivate" class="inline" id="deactivate-form" {
+                (csrf(token))
+                p { "Deactivating stops the network getting your repository from here (apps and relays see the account as deactivated) and keeps everything on this box; reactivate here at any time." }
+                label for="deact-password" { "Password" }
+                input id="deact-password" name="password" type="password" required autocomplete="current-password";
+                div class="actions" { button type="submit" class="secondary" { "Deactivate" } }
+            }
+        } @else {
+            form method="post" action="/account/activate" id="activate-form" {
+                (csrf(token))
+                p { "The account is " strong { (g.account.status.as_str()) } ". Reactivating needs its DID document to name this server and its key." }
+                div class="actions start" { button type="submit" class="primary" { "Reactivate" } }
+            }
+        }
+    }
+}
+
 fn delete(g: &Glance, token: &str) -> Markup {
     html! {
         form method="post" action="/account/delete" class="inline danger" id="delete-form" {
@@ -159,6 +179,8 @@ pub fn manage(g: &Glance, token: &str, now: i64) -> Markup {
             (email(g, token, now))
             h3 { "Backups" }
             (backups(g, token, now))
+            h3 { "Deactivate" }
+            (deactivate(g, token))
             h3 { "Delete the account" }
             (delete(g, token))
         }

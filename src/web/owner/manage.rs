@@ -23,6 +23,10 @@ pub(super) fn done_text(key: &str) -> Option<&'static str> {
         }
         "email-confirmed" => "The email address is confirmed.",
         "backup" => "A backup is running; it is listed here once it is complete.",
+        "deactivated" => {
+            "The account is deactivated: the network no longer gets your posts from here."
+        }
+        "activated" => "The account is active again, and the relays were asked to crawl.",
         "others-signed-out" => "Every other session is signed out; app passwords stay.",
         _ => return None,
     })
@@ -101,6 +105,18 @@ pub(super) async fn act(
                 .map(|()| see_other("/account?done=email-confirmed#manage"))
         }
         "/account/backup" => Ok(backup_now(app)),
+        "/account/deactivate" => accounts
+            .owner_deactivate(peer, param(f, "password").to_owned())
+            .await
+            .map(|_| see_other("/account?done=deactivated#manage")),
+        "/account/activate" => match accounts.activate().await {
+            Ok(_) => {
+                let federation = std::sync::Arc::clone(&app.federation);
+                tokio::spawn(async move { federation.request_all().await });
+                Ok(see_other("/account?done=activated#manage"))
+            }
+            Err(e) => Err(e),
+        },
         "/account/sessions/sign-out" => accounts
             .owner_sign_out_others(&s)
             .await
