@@ -129,6 +129,87 @@ fn batched_within<B: Batches>(
     ChannelBody { rx, ended: false }
 }
 
+/// A response written by blocking code (`write` runs on the blocking pool): what it writes
+/// goes out in chunks of about [`BATCH`] bytes, one waiting at most; a client that takes
+/// nothing for [`SEND_DEADLINE`] makes the writer's next write fail, which ends it. The
+/// body ends cleanly only if `write` returns `Ok`.
+pub fn written(
+    write: impl FnOnce(&mut dyn io::Write) -> Result<(), String> + Send + 'static,
+    hold: impl Send + 'static,
+) -> ChannelBody {
+    let (tx, rx) = mpsc::channel(1);
+    tokio::task::spawn_blocking(move || {
+        let _hold = hold;
+        let mut w = ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(BATCH),
+        };
+        let outcome = write(&mut w).and_then(|()| w.flush_buf().map_err(|e| e.to_string()));
+        match outcome {
+            Ok(()) => {
+                let _ = w.send(Msg::End);
+            }
+            Err(e) => tracing::warn!("streamed response failed: {e}"),
+        }
+    });
+    ChannelBody { rx, ended: false }
+}
+
+struct ChannelWriter {
+    tx: mpsc::Sender<Msg>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    /// Hands `msg` over, waiting for the client at most [`SEND_DEADLINE`].
+    fn send(&self, mut msg: Msg) -> io::Result<()> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the client went away",
+                    ));
+                }
+                Err(mpsc::error::TrySendError::Full(m)) => {
+                    if started.elapsed() > SEND_DEADLINE {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client took nothing for too long",
+                        ));
+                    }
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH));
+        self.send(Msg::Data(chunk.into()))
+    }
+}
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= BATCH {
+            self.flush_buf()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buf()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +239,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("db.sqlite")).unwrap();
         (dir, s)
+    }
+
+    #[tokio::test]
+    async fn a_written_body_arrives_whole_or_ends_with_an_error() {
+        let body = written(
+            |w| {
+                for _ in 0..300 {
+                    w.write_all(&[7u8; 1000]).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            },
+            (),
+        );
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(bytes.len(), 300_000);
+        assert!(bytes.iter().all(|&b| b == 7));
+        let failing = written(
+            |w| {
+                w.write_all(&[1u8; 10]).map_err(|e| e.to_string())?;
+                Err("disk gone".into())
+            },
+            (),
+        );
+        assert!(
+            failing.collect().await.is_err(),
+            "a failed writer is no clean end"
+        );
     }
 
     #[tokio::test]

@@ -559,3 +559,64 @@ async fn the_account_is_deactivated_with_the_password_and_reactivated_from_the_p
         .await;
     assert_eq!(st, 200);
 }
+
+#[tokio::test]
+async fn everything_downloads_as_one_tar_for_the_signed_in_owner_only() {
+    let s = InProcess::start().await;
+    let (st, _) = s
+        .post(
+            "com.atproto.repo.createRecord",
+            &serde_json::json!({
+                "repo": s.did,
+                "collection": "app.bsky.feed.post",
+                "record": {"$type": "app.bsky.feed.post", "text": "exported", "createdAt": "2026-12-04T00:00:00Z"}
+            }),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, head, _) = send(&s, ip(1), "GET", "/account/export", &[], "").await;
+    assert_eq!(
+        (st, location(&head).as_str()),
+        (303, "/account"),
+        "no cookie, no export"
+    );
+    let cookie = sign_in(&s, ip(1)).await;
+    let buf = raw_bytes_from(
+        ip(1),
+        s.addr,
+        &request_bytes("GET", "/account/export", &[("cookie", &cookie)], b""),
+    )
+    .await;
+    let (st, head, tar) = response_parts(&buf);
+    assert_eq!(st, 200, "{head}");
+    assert!(head.contains("content-type: application/x-tar"), "{head}");
+    assert!(
+        head.contains("attachment; filename=\"perch-export-alice.test-"),
+        "{head}"
+    );
+    // The entries, from the tar headers: name in the first 100 bytes, size in octal at 124.
+    let mut names = Vec::new();
+    let mut at = 0;
+    while at + 512 <= tar.len() && tar[at] != 0 {
+        let name = String::from_utf8_lossy(&tar[at..at + 100])
+            .trim_end_matches('\0')
+            .to_owned();
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&tar[at + 124..at + 135])
+                .trim_matches(|c: char| c == '\0' || c == ' '),
+            8,
+        )
+        .unwrap();
+        if name == "export.json" {
+            let info: serde_json::Value =
+                serde_json::from_slice(&tar[at + 512..at + 512 + size]).unwrap();
+            assert_eq!(info["did"], s.did.as_str());
+            assert_eq!(info["records"], 1);
+        }
+        names.push(name);
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    for want in ["export.json", "repo.car", "preferences.json"] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+}

@@ -126,10 +126,12 @@ fn backups(g: &Glance, token: &str, now: i64) -> Markup {
             }
         }
         p {
+            a href="/account/export" id="export-link" { "Download everything" }
+            " (what " code { "perch export" } " writes: your repository, preferences and every blob in one tar file), or just "
             a href=(format!("/xrpc/com.atproto.sync.getRepo?did={}", g.account.did)) download=(format!("{}.car", g.account.handle)) {
-                "Download your repository"
+                "the repository"
             }
-            " (a CAR file of every record; blobs are listed by " code { "com.atproto.sync.listBlobs" } ")."
+            " (a CAR file of every record)."
         }
     }
 }

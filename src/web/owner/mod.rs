@@ -45,6 +45,7 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>, peer: IpAddr) -> Respo
     match (req.method().clone(), path.as_str()) {
         (Method::GET | Method::HEAD, "/account") => show(&app, &req).await,
         (Method::GET | Method::HEAD, "/account/passkey.js") => passkeys::script(),
+        (Method::GET, "/account/export") => export(&app, &req, peer).await,
         (Method::POST, "/account/sign-in") => sign_in(&app, req, peer).await,
         (Method::POST, "/account/passkeys/sign-in-options") => {
             passkeys::sign_in_options(&app, &req).await
@@ -149,6 +150,43 @@ async fn dashboard(
     let token = s.form_token.clone();
     let g = glance::gather(app, s.account).await;
     page(status, pages::dashboard(server(app), &g, &token, notices))
+}
+
+/// `GET /account/export`: what `perch export` writes (the repo as a CAR, preferences,
+/// every blob, in one tar), streamed as it is made.
+async fn export(app: &Arc<App>, req: &Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    let Some((s, _)) = session(app, req).await else {
+        return see_other("/account");
+    };
+    let Some(slot) = app.exports.try_take(peer) else {
+        return problem(
+            app,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Another export is running; try again when it is done.",
+        );
+    };
+    let data = app.config.data_dir.clone();
+    let body = crate::xrpc::stream::written(
+        move |w| {
+            crate::backup::archive::export(&data, w, &crate::progress::Quiet)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+        slot,
+    );
+    let day = crate::syntax::format_datetime_millis(crate::clock::unix_millis());
+    let name = format!("perch-export-{}-{}.tar", s.account.handle, &day[..10]);
+    let mut r = Response::new(http_body_util::BodyExt::boxed(body));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 async fn sign_in(app: &App, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
