@@ -101,7 +101,7 @@ in_root dpkg -i /tmp/perch.deb >&2
 rm "$R/tmp/perch.deb"
 in_root systemctl enable systemd-networkd.service systemd-resolved.service \
   systemd-timesyncd.service perch-growroot.service perch-firstboot.service \
-  perch-welcome.service perch.service >&2
+  perch-welcome.service perch-setup.path perch.service >&2
 # SSH stays off until perch.toml brings a key; no image-wide host keys.
 in_root systemctl disable ssh.service >&2
 in_root sh -c 'systemctl disable ssh.socket 2>/dev/null || true'

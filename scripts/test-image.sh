@@ -5,7 +5,10 @@
 #
 # 0. The card as flashed (the untouched template): the LAN setup page on port 80, and
 #    /xrpc/_health 503. The disk is made 1 GiB bigger first, like a larger card.
-# 1. A perch.toml (hostname, password, SSH key, plain HTTP for the test) is put onto the
+#    Set up from the browser: without the setup code nothing changes; with the code read
+#    off the boot partition, the form's settings are applied and the box ends healthy, with
+#    a login, SSH with the form's key, and no password left on the card.
+# 1. On a fresh copy of the card, a perch.toml (hostname, password, SSH key, plain HTTP for the test) is put onto the
 #    image's FAT partition with mtools.
 # 2. First boot under qemu-system-aarch64 -M virt (the image's own kernel and initrd, the
 #    image as a virtio disk, user networking with ports forwarded on loopback): the
@@ -78,7 +81,15 @@ wait_healthy() { # seconds limit; prints seconds taken
 vm() { ssh -q -i "$work/key" -p "$port_ssh" -o StrictHostKeyChecking=no \
          -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10 root@127.0.0.1 "$@"; }
 
-# --- a card nobody has set up yet ------------------------------------------------------
+# --- a card nobody has set up yet: set up from a browser -------------------------------
+cp --sparse=always "$img" "$work/fresh.img"
+password="flash and go $RANDOM$RANDOM"
+ssh-keygen -q -t ed25519 -N '' -C perch-image-test -f "$work/key"
+# No DNS, no certificate and no PLC directory inside the test: plain HTTP and did:web.
+test_settings='tls = "off"
+listen = "0.0.0.0:80"
+plc_url = ""
+relays = []'
 say "boot with the untouched perch.toml: the setup page"
 boot
 t0=$SECONDS
@@ -89,16 +100,60 @@ until [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url/") == 200 ]
 done
 welcome_s=$((SECONDS - t0))
 page=$(curl -s --max-time 10 "$url/")
-grep -q "not set up yet" <<<"$page" || fail "setup page: $page"
+grep -q "Set up your Personal Data Server" <<<"$page" || fail "setup page: $page"
+grep -q 'name="code"' <<<"$page" || fail "setup page has no code field: $page"
 grep -q "sets nothing yet" <<<"$page" || fail "setup page lacks the first-boot report: $page"
 [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$url/xrpc/_health") == 503 ]] ||
   fail "_health should be 503 before setup"
 say "setup page after $welcome_s s"
+
+submit() { # code; prints the HTTP status
+  curl -s -o "$work/reply.html" -D "$work/reply.headers" -w '%{http_code}' --max-time 30 \
+    --data-urlencode "code=$1" --data-urlencode "hostname=pds.example.com" \
+    --data-urlencode "password=$password" --data-urlencode "password_again=$password" \
+    --data-urlencode "email=owner@example.com" --data-urlencode "ssh_key=$(cat "$work/key.pub")" \
+    --data-urlencode "more=$test_settings" "$url/setup"
+}
+# Without the code, or with a wrong one: refused, and nothing changes.
+[[ $(submit "") == 403 ]] || fail "setup without a code was not refused"
+[[ $(submit "AAAA-BBBB-CCCC") == 403 ]] || fail "setup with a wrong code was not refused"
+grep -q "not the setup code" "$work/reply.html" || fail "the refusal does not say why"
+sleep 5
+mtype -i "$fat" ::/perch.toml | tr -d '\r' | cmp -s - image/boot/perch.toml ||
+  fail "perch.toml on the card changed without the setup code"
+[[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$url/xrpc/_health") == 503 ]] ||
+  fail "_health changed without the setup code"
+# The code, as the owner reads it off the card (and the screen).
+setup_txt=$(mtype -i "$fat" ::/perch-setup.txt | tr -d '\r')
+code=$(sed -n 's/^ *\([2-9A-HJ-NP-Z]\{4\}-[2-9A-HJ-NP-Z]\{4\}-[2-9A-HJ-NP-Z]\{4\}\) *$/\1/p' <<<"$setup_txt" | tail -1)
+[[ -n $code ]] || fail "no setup code in perch-setup.txt: $setup_txt"
+grep -qF "setup code: $code" "$console" || fail "the setup code is not on the console"
+grep -qF "$code" "$work/reply.html" && fail "a refusal page shows the setup code"
+status=$(submit "$(tr 'A-Z' 'a-z' <<<"$code")")
+[[ $status == 303 ]] || fail "setup with the code: HTTP $status: $(cat "$work/reply.html")"
+grep -qi '^location: /progress' "$work/reply.headers" || fail "setup did not lead to /progress"
+curl -s --max-time 10 "$url/progress" | grep -q "Setting up pds.example.com" ||
+  fail "no progress page"
+web=$(wait_healthy 600)
+say "set up from the browser: healthy $web s after the form was sent"
+session=$(curl -sf --max-time 30 -H 'content-type: application/json' \
+  -d "{\"identifier\":\"pds.example.com\",\"password\":\"$password\"}" \
+  "$url/xrpc/com.atproto.server.createSession") || fail "login with the password from the form"
+[[ $(jq -r .did <<<"$session") == did:web:pds.example.com ]] || fail "unexpected DID after web setup"
+for _ in $(seq 40); do vm true && break; sleep 3; done
+vm true || fail "ssh with the key from the setup form"
+[[ $(vm systemctl is-active perch.service) == active ]] || fail "perch.service not active after web setup"
+[[ $(vm systemctl is-active perch-welcome.service || true) != active ]] || fail "setup page still up"
+vm test ! -e /boot/firmware/perch.toml || fail "perch.toml from the form still on the card"
+! vm "grep -rqF '$password' /boot/firmware" || fail "the password from the form is still on the card"
+vm "grep -qF 'created on this box' /boot/firmware/perch-setup.txt" || fail "perch-setup.txt after web setup"
+vm "grep -qF '$code' /boot/firmware/perch-setup.txt" && fail "the used setup code is still on the card"
 kill -9 "$qemu_pid"
 wait "$qemu_pid" 2>/dev/null || true
+say "web setup OK; now the same card fresh, set up by editing perch.toml"
+cp --sparse=always "$work/fresh.img" "$img"
+rm -f "$work/fresh.img"
 
-password="flash and go $RANDOM$RANDOM"
-ssh-keygen -q -t ed25519 -N '' -C perch-image-test -f "$work/key"
 cat >"$work/perch.toml" <<TOML
 hostname = "pds.example.com"
 password = "$password"
@@ -107,10 +162,7 @@ ssh_key = "$(cat "$work/key.pub")"
 
 # No DNS, no certificate and no PLC directory inside the test: plain HTTP and did:web.
 [perch]
-tls = "off"
-listen = "0.0.0.0:80"
-plc_url = ""
-relays = []
+$test_settings
 TOML
 mcopy -o -i "$fat" "$work/perch.toml" ::/perch.toml
 
@@ -194,6 +246,6 @@ while read -r uri cid; do
 done <"$acked"
 vm "journalctl -b -u perch --no-pager" >"$work/perch.log" || true
 grep -qi panick "$work/perch.log" && fail "perch panicked after the power cut"
-echo "image: setup_page_s=$welcome_s boot_to_healthy_s=$first second_boot_s=$second powercut_acked=$n_acked powercut_lost=$lost"
+echo "image: setup_page_s=$welcome_s web_setup_to_healthy_s=$web boot_to_healthy_s=$first second_boot_s=$second powercut_acked=$n_acked powercut_lost=$lost"
 ((lost == 0)) || fail "$lost acknowledged writes lost in the power cut"
 say "OK"

@@ -2479,13 +2479,17 @@ _perch() {
             return 0
             ;;
         perch__subcmd__welcome)
-            opts="-h --boot-dir --config --data-dir --listen --dev --help"
+            opts="-h --boot-dir --run-dir --config --data-dir --listen --dev --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --boot-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --run-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

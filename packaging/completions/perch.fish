@@ -73,7 +73,8 @@ complete -c perch -n "__fish_perch_using_subcommand firstboot" -l data-dir -d 'D
 complete -c perch -n "__fish_perch_using_subcommand firstboot" -l listen -d 'Listen address, e.g. [::]:443 (overrides listen)' -r
 complete -c perch -n "__fish_perch_using_subcommand firstboot" -l dev -d 'Local development: plain HTTP on 127.0.0.1:2583, hostname localhost, ./perch-dev, no PLC'
 complete -c perch -n "__fish_perch_using_subcommand firstboot" -s h -l help -d 'Print help'
-complete -c perch -n "__fish_perch_using_subcommand welcome" -l boot-dir -d 'The boot partition; its perch-setup.txt is shown on the page' -r -F
+complete -c perch -n "__fish_perch_using_subcommand welcome" -l boot-dir -d 'The boot partition: its perch-setup.txt gets the setup code, its perch.toml the settings from the page' -r -F
+complete -c perch -n "__fish_perch_using_subcommand welcome" -l run-dir -d 'Where the request to apply the settings is left for systemd (perch-setup.path)' -r -F
 complete -c perch -n "__fish_perch_using_subcommand welcome" -l config -d 'Config file (default: /etc/perch/perch.toml if it exists; not read with --dev)' -r -F
 complete -c perch -n "__fish_perch_using_subcommand welcome" -l data-dir -d 'Data directory (overrides data_dir)' -r -F
 complete -c perch -n "__fish_perch_using_subcommand welcome" -l listen -d 'Listen address, e.g. [::]:443 (overrides listen)' -r

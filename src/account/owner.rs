@@ -32,13 +32,7 @@ impl OwnerSession {
     /// Whether a form carried this session's form token (compared in constant time).
     pub fn form_ok(&self, given: &str) -> bool {
         let want = self.form_token.as_bytes();
-        !want.is_empty()
-            && want.len() == given.len()
-            && want
-                .iter()
-                .zip(given.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        !want.is_empty() && crate::crypto::same_secret(want, given.as_bytes())
     }
 }
 

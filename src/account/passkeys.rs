@@ -98,11 +98,7 @@ impl Accounts<'_> {
             return None;
         }
         let want = self.challenge_mac(purpose, binding, &raw[..24]);
-        let same = want
-            .iter()
-            .zip(&raw[24..])
-            .fold(0u8, |a, (x, y)| a | (x ^ y))
-            == 0;
+        let same = crate::crypto::same_secret(&want, &raw[24..]);
         let expires = i64::from_be_bytes(raw[..8].try_into().ok()?);
         (same && expires >= crate::clock::unix_secs()).then_some(expires)
     }

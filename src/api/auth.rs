@@ -292,12 +292,7 @@ pub fn basic_admin_ok(headers: &hyper::HeaderMap, password: &str) -> bool {
         return false;
     };
     let expected = format!("admin:{password}");
-    decoded.len() == expected.len()
-        && decoded
-            .iter()
-            .zip(expected.as_bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    crate::crypto::same_secret(&decoded, expected.as_bytes())
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::{DidMethod, GlobalArgs};
 use crate::account::{self, AccountError};
 use crate::app::App;
 use crate::config::{Config, DEFAULT_CONFIG_PATH, Overrides, TlsMode, toml_string};
-use crate::syntax::{is_disallowed_tld, normalize_handle, validate_handle};
+use crate::firstboot::answers;
 
 /// The commented config the package installs; `init` fills in its first keys.
 pub const CONFIG_TEMPLATE: &str = include_str!("../../packaging/perch.toml");
@@ -417,40 +417,19 @@ fn read_line(stdin: &mut impl io::BufRead) -> Result<Option<String>, InitError> 
 }
 
 fn check_hostname(h: &str) -> Result<String, InitError> {
-    let h = normalize_handle(h.trim());
-    if let Err(e) = validate_handle(&h) {
-        return Err(InitError(format!(
-            "{h:?} is not a DNS name like pds.example.com ({})",
-            e.message
-        )));
-    }
-    if is_disallowed_tld(&h) {
-        return Err(InitError(format!(
-            "{h:?} cannot have a public certificate; use a name under a real domain"
-        )));
-    }
-    Ok(h)
+    answers::hostname(h).map_err(InitError)
 }
 
 fn check_handle(h: &str) -> Result<String, InitError> {
-    let h = normalize_handle(h.trim());
-    validate_handle(&h)
-        .map(|()| h.clone())
-        .map_err(|e| InitError(format!("{h:?} is not a valid handle ({})", e.message)))
+    answers::handle(h).map_err(InitError)
 }
 
 fn check_email(e: &str) -> Result<String, InitError> {
-    let e = e.trim();
-    // The account's address: the same rule as for every address perch mails.
-    if crate::mail::is_valid_address(e) {
-        Ok(e.to_owned())
-    } else {
-        Err(InitError(format!("{e:?} is not an email address")))
-    }
+    answers::email(e).map_err(InitError)
 }
 
 fn check_password(p: &str) -> Result<(), InitError> {
-    crate::account::check_password_rule(p).map_err(|e| InitError(e.to_string()))
+    answers::password(p).map_err(InitError)
 }
 
 /// The template with `#key = …` lines for the given keys replaced by real settings (values

@@ -3,11 +3,16 @@
 //! (Wi-Fi, SSH key), runs `perch init` with the account settings, and leaves a copy
 //! without secrets behind. This module is the part that needs no system: parsing,
 //! checking and scrubbing the owner's file. `system` writes the files it asks for.
+//! Before the box is set up, the LAN setup page (`perch welcome`) writes the same file from
+//! a form (`form`), behind a code only the card and the console show (`setup_code`).
 //!
 //! The boot file is not perch's own config: it has the few answers `perch init` asks
 //! for plus the image's system settings at the top, and any other perch config key in a
 //! `[perch]` table, copied into /etc/perch/perch.toml as written.
 
+pub mod answers;
+pub mod form;
+pub mod setup_code;
 pub mod system;
 
 use toml::{Table, Value};

@@ -82,13 +82,7 @@ impl OAuth<'_> {
 
     fn check_form_token(&self, device: &str, request_uri: &str, token: &str) -> bool {
         let want = self.form_token(device, request_uri);
-        !want.is_empty()
-            && want.len() == token.len()
-            && want
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        !want.is_empty() && crate::crypto::same_secret(want.as_bytes(), token.as_bytes())
     }
 
     async fn device_signed_in(&self, device: Option<&str>) -> Result<bool, OAuthError> {

@@ -15,7 +15,7 @@ fn page(title: &str, server: &str, body: Markup) -> Markup {
 }
 
 /// The frame of every page: head, stylesheet, and a `main` of `class` around `body`.
-pub(super) fn shell(title: &str, server: &str, class: &str, body: Markup) -> Markup {
+pub(crate) fn shell(title: &str, server: &str, class: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {

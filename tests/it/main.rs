@@ -37,3 +37,4 @@ mod server;
 mod ssrf;
 mod tidy;
 mod tls_files;
+mod welcome;

@@ -9,7 +9,10 @@
 #                          found through a DNS server on loopback (dns-server.mjs);
 #   owner.test.mjs         the owner's page (/account) in headless Chromium: sign-in, the
 #                          federation panel over two relay stand-ins (relay-stand-in.mjs),
-#                          app passwords made and revoked, the form and cookie rules.
+#                          app passwords made and revoked, the form and cookie rules;
+#   setup.test.mjs         the SD image's setup page (perch welcome) in headless Chromium:
+#                          the code off the "card", first boot, the hand-over to perch serve
+#                          on the same address, the progress page until the box is live.
 # A second perch without PERCH_ALLOW_LOOPBACK (the production guard on) takes the
 # private-address client_id case. Screenshots of the pages land in target/oauth-screenshots.
 #
