@@ -115,7 +115,7 @@ test('a new owner sets the box up from the browser and watches it go live', asyn
   await untilAnswers(`${origin}/readyz`, welcome)
   const code = codeOnCard(boot)
   assert.ok(code, 'the setup code is on the card')
-  assert.match(welcome.output, new RegExp(`setup code: ${code}`))
+  await until('the code on the console', () => welcome.output.includes(`setup code: ${code}`), 10000)
 
   const page = await browser.newPage()
   await page.setViewport({ width: 900, height: 1300 })
