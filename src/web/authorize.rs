@@ -25,15 +25,7 @@ fn server(app: &App) -> String {
 
 /// The browser's device id, from its cookie.
 fn device(req: &Request<Incoming>) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
-        .filter(|v| !v.is_empty() && v.len() <= 64)
+    super::cookie(req, COOKIE, 64)
 }
 
 fn cookie(id: &str) -> String {

@@ -135,6 +135,19 @@ async fn form(req: Request<Incoming>, peer: IpAddr) -> Result<Vec<(String, Strin
         .ok_or_else(|| OAuthError::invalid_request("the form is malformed"))
 }
 
+/// The value of cookie `name`, when present, not empty and at most `max_len` bytes.
+fn cookie(req: &Request<Incoming>, name: &str, max_len: usize) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty() && v.len() <= max_len)
+}
+
 fn header_str<'r>(req: &'r Request<Incoming>, name: &str) -> Option<&'r str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }

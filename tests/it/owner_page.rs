@@ -237,45 +237,25 @@ async fn the_password_changes_only_with_the_current_one_and_signs_everything_els
     let s = InProcess::start().await;
     let cookie = sign_in(&s, ip(1)).await;
     let other_browser = sign_in(&s, ip(1)).await;
-    let (st, _, body) = submit(
-        &s,
-        &cookie,
-        "/account/password",
-        &[
-            ("current", "wrong wrong"),
-            ("new", "a new password"),
-            ("confirm", "a new password"),
-        ],
-    )
-    .await;
-    assert_eq!(st, 401);
-    assert!(body.contains("Wrong password: nothing was changed."));
-    let (st, _, body) = submit(
-        &s,
-        &cookie,
-        "/account/password",
-        &[
-            ("current", PASSWORD),
-            ("new", "a new password"),
-            ("confirm", "a new passwort"),
-        ],
-    )
-    .await;
-    assert_eq!(st, 400);
-    assert!(body.contains("differ"));
-    let (st, _, body) = submit(
-        &s,
-        &cookie,
-        "/account/password",
-        &[
-            ("current", PASSWORD),
-            ("new", "short"),
-            ("confirm", "short"),
-        ],
-    )
-    .await;
-    assert_eq!(st, 400);
-    assert!(body.contains("at least 8 characters"), "{body}");
+    let refused = [
+        (
+            ["wrong wrong", "a new password", "a new password"],
+            401,
+            "Wrong password: nothing was changed.",
+        ),
+        (
+            [PASSWORD, "a new password", "a new passwort"],
+            400,
+            "differ",
+        ),
+        ([PASSWORD, "short", "short"], 400, "at least 8 characters"),
+    ];
+    for ([current, new, confirm], status, why) in refused {
+        let fields = [("current", current), ("new", new), ("confirm", confirm)];
+        let (st, _, body) = submit(&s, &cookie, "/account/password", &fields).await;
+        assert_eq!(st, status, "{why}");
+        assert!(body.contains(why), "{body}");
+    }
     // The API session from before still works here; afterwards it does not.
     let (st, _) = s
         .call(

@@ -4,26 +4,18 @@
 // session: getSession, createRecord, getRecord, a forced refresh, sign-out, and a call
 // with the signed-out session's token refused by the server.
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
 import { after, before, test } from 'node:test'
 import { Agent } from '@atproto/api'
 import { NodeOAuthClient } from '@atproto/oauth-client-node'
-import puppeteer from 'puppeteer-core'
+import { SHOTS, launchBrowser } from './browser.mjs'
 import { RawClient, env } from './raw.mjs'
 import crypto from 'node:crypto'
 
-const SHOTS = process.env.PERCH_SCREENSHOTS ?? 'target/oauth-screenshots'
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
 const REDIRECT = 'http://127.0.0.1:4000/callback'
 
 let browser
 before(async () => {
-  mkdirSync(SHOTS, { recursive: true })
-  browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu'],
-  })
+  browser = await launchBrowser()
 })
 after(async () => {
   await browser?.close()

@@ -5,25 +5,17 @@
 // browser shows: the cookie's attributes, the page's headers, forms without the form token
 // or from another origin, and a signed-out cookie. Every page is screenshotted.
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
 import { after, before, test } from 'node:test'
 import { AtpAgent } from '@atproto/api'
-import puppeteer from 'puppeteer-core'
+import { SHOTS, launchBrowser } from './browser.mjs'
 import { RawClient, env, loopbackClientId } from './raw.mjs'
 
-const SHOTS = process.env.PERCH_SCREENSHOTS ?? 'target/oauth-screenshots'
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
 const RELAY_IDLE = process.env.RELAY_IDLE
 const RELAY_FOLLOW = process.env.RELAY_FOLLOW
 
 let browser
 before(async () => {
-  mkdirSync(SHOTS, { recursive: true })
-  browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu'],
-  })
+  browser = await launchBrowser()
 })
 after(async () => {
   await browser?.close()

@@ -12,10 +12,8 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import puppeteer from 'puppeteer-core'
+import { SHOTS, launchBrowser } from './browser.mjs'
 
-const SHOTS = process.env.PERCH_SCREENSHOTS ?? 'target/oauth-screenshots'
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
 const PERCH_BIN = process.env.PERCH_BIN
 const PASSWORD = 'set up in a browser'
 
@@ -23,12 +21,7 @@ let browser
 const children = []
 const work = mkdtempSync(join(tmpdir(), 'perch-setup-'))
 before(async () => {
-  mkdirSync(SHOTS, { recursive: true })
-  browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu'],
-  })
+  browser = await launchBrowser()
 })
 after(async () => {
   await browser?.close()

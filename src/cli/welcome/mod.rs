@@ -102,7 +102,6 @@ struct Welcome {
 }
 
 async fn serve(listen: SocketAddr, args: WelcomeArgs) -> Result<(), String> {
-    let listener = crate::http::bind(listen).await.map_err(|e| e.to_string())?;
     let w = Arc::new(Welcome {
         boot_dir: args.boot_dir,
         run_dir: args.run_dir,
@@ -111,7 +110,9 @@ async fn serve(listen: SocketAddr, args: WelcomeArgs) -> Result<(), String> {
         failure: Mutex::new(None),
         wrong: Mutex::new((Instant::now(), 0)),
     });
+    // The code is on the card before the page answers: whoever sees the page can set up.
     w.publish_code();
+    let listener = crate::http::bind(listen).await.map_err(|e| e.to_string())?;
     crate::notify::ready("not set up yet: showing the setup page");
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
@@ -208,26 +209,33 @@ impl Welcome {
 
     /// `/readyz` while this page runs: where setting up stands, for the progress page.
     fn status(&self) -> Response<Full<Bytes>> {
+        // The card is read (and the code written back) outside the lock: FAT is slow.
+        let applying = matches!(*self.stage.lock().expect("lock"), Stage::Applying { .. });
+        let seen = applying.then(|| {
+            let report = self.report().unwrap_or_default();
+            (report, self.boot_dir.join(BOOT_FILE).exists())
+        });
         let mut stage = self.stage.lock().expect("lock");
-        if let Stage::Applying { hostname, before } = &*stage {
-            let now = self.report().unwrap_or_default();
-            if now != *before {
-                // First boot has written a new report: it has finished. It leaves the boot
-                // file in place only when it could not apply it.
-                if self.boot_dir.join(BOOT_FILE).exists() {
-                    *self.failure.lock().expect("lock") = Some(now.clone());
-                    *stage = Stage::Waiting;
-                    // Its report replaced the card's copy of the code; the next try needs it.
-                    self.publish_code();
-                    return json(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        serde_json::json!({"ready": false, "setup": "failed", "reason": now})
-                            .to_string(),
-                    );
-                }
+        if let (Stage::Applying { hostname, before }, Some((now, file_left))) = (&*stage, seen)
+            && now != *before
+        {
+            // First boot has written a new report: it has finished. It leaves the boot file
+            // in place only when it could not apply it.
+            if !file_left {
                 *stage = Stage::Applied {
                     hostname: hostname.clone(),
                 };
+            } else {
+                *stage = Stage::Waiting;
+                drop(stage);
+                *self.failure.lock().expect("lock") = Some(now.clone());
+                // Its report replaced the card's copy of the code; the next try needs it.
+                self.publish_code();
+                return json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({"ready": false, "setup": "failed", "reason": now})
+                        .to_string(),
+                );
             }
         }
         let (setup, reason) = match &*stage {

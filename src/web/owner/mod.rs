@@ -78,15 +78,7 @@ fn problem(app: &App, status: StatusCode, message: &str) -> Response<Body> {
 }
 
 fn token(req: &Request<Incoming>) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
-        .filter(|v| !v.is_empty() && v.len() <= 2048)
+    super::cookie(req, COOKIE, 2048)
 }
 
 fn set_cookie(mut r: Response<Body>, value: Option<&str>) -> Response<Body> {
