@@ -443,12 +443,21 @@ pub async fn get_record(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
             ));
         }
     };
-    let value = cbor::decode(&bytes).map_err(XrpcError::internal)?;
-    Ok(XrpcResponse::Json(json!({
-        "uri": uri,
-        "cid": cid.to_string(),
-        "value": cbor::to_json(&value),
-    })))
+    let mut out = Vec::with_capacity(64 + 2 * bytes.len());
+    out.push(b'{');
+    record_json(&uri, &cid, &bytes, &mut out)?;
+    out.push(b'}');
+    Ok(XrpcResponse::JsonText(out))
+}
+
+/// `"uri":…,"cid":…,"value":…` of a record, its value transcoded from the stored bytes.
+fn record_json(uri: &str, cid: &Cid, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), XrpcError> {
+    out.extend_from_slice(b"\"uri\":");
+    cbor::json_string(uri, out);
+    out.extend_from_slice(b",\"cid\":");
+    cbor::json_string(&cid.to_string(), out);
+    out.extend_from_slice(b",\"value\":");
+    cbor::to_json_text(bytes, out).map_err(XrpcError::internal)
 }
 
 pub async fn list_records(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
@@ -466,34 +475,44 @@ pub async fn list_records(app: Arc<App>, req: XrpcRequest) -> HandlerResult {
     let rows = app
         .store
         .read(move |c| {
-            let page = store::repo::list_records(c, &coll, cursor.as_deref(), limit, reverse)?;
-            let mut out = Vec::with_capacity(page.len());
-            for (rkey, cid) in page {
-                let bytes = store::repo::get_block(c, &cid)?.ok_or_else(|| {
-                    store::StoreError::Corrupt(format!("missing record block {cid}"))
-                })?;
-                out.push((rkey, cid, bytes));
-            }
-            Ok(out)
+            // The page and its records from one snapshot, the records in one lookup.
+            let c = c.begin_read()?;
+            let page = store::repo::list_records(&c, &coll, cursor.as_deref(), limit, reverse)?;
+            let cids: Vec<Cid> = page.iter().map(|(_, cid)| *cid).collect();
+            let blocks = store::repo::get_blocks(&c, &cids, usize::MAX)?;
+            page.into_iter()
+                .zip(blocks)
+                .map(|((rkey, cid), bytes)| {
+                    let bytes = bytes.ok_or_else(|| {
+                        store::StoreError::Corrupt(format!("missing record block {cid}"))
+                    })?;
+                    Ok((rkey, cid, bytes))
+                })
+                .collect::<Result<Vec<_>, store::StoreError>>()
         })
         .await?;
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.0.clone()))
         .flatten();
-    let mut records = Vec::with_capacity(rows.len());
-    for (rkey, cid, bytes) in rows {
-        let value = cbor::decode(&bytes).map_err(XrpcError::internal)?;
-        records.push(json!({
-            "uri": format!("at://{}/{collection}/{rkey}", acct.did),
-            "cid": cid.to_string(),
-            "value": cbor::to_json(&value),
-        }));
+    let size: usize = rows.iter().map(|r| 160 + 2 * r.2.len()).sum();
+    let mut out = Vec::with_capacity(32 + size);
+    out.extend_from_slice(b"{\"records\":[");
+    for (i, (rkey, cid, bytes)) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        let uri = format!("at://{}/{collection}/{rkey}", acct.did);
+        record_json(&uri, cid, bytes, &mut out)?;
+        out.push(b'}');
     }
-    let mut body = json!({ "records": records });
+    out.push(b']');
     if let Some(c) = next {
-        body["cursor"] = Value::String(c);
+        out.extend_from_slice(b",\"cursor\":");
+        cbor::json_string(&c, &mut out);
     }
-    Ok(XrpcResponse::Json(body))
+    out.push(b'}');
+    Ok(XrpcResponse::JsonText(out))
 }
 
 pub async fn describe_repo(app: Arc<App>, req: XrpcRequest) -> HandlerResult {

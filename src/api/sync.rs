@@ -56,8 +56,10 @@ impl Batches for FullRepo {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(BATCH);
+        // One snapshot for the batch's many lookups, not one per statement.
+        let txn = c.begin_read().map_err(|e| e.to_string())?;
         self.0
-            .next_batch(&SqlBlocks(c), &mut out, BATCH)
+            .next_batch(&SqlBlocks(&txn), &mut out, BATCH)
             .map_err(|e| e.to_string())?;
         Ok(Some(out))
     }

@@ -87,10 +87,11 @@ fn minimal_head_len(arg: u64) -> usize {
     }
 }
 
-struct Strict<'a, 'l> {
-    dec: Decoder<&'a [u8]>,
-    total: usize,
-    limits: &'l Limits,
+/// The strict reader: `decode` builds an `Ipld` with it, `transcode` writes JSON.
+pub(super) struct Strict<'a, 'l> {
+    pub(super) dec: Decoder<&'a [u8]>,
+    pub(super) total: usize,
+    pub(super) limits: &'l Limits,
 }
 
 impl Strict<'_, '_> {
@@ -98,7 +99,7 @@ impl Strict<'_, '_> {
         self.total - self.dec.offset()
     }
 
-    fn head(&mut self) -> Result<(usize, Header), DecodeError> {
+    pub(super) fn head(&mut self) -> Result<(usize, Header), DecodeError> {
         let at = self.dec.offset();
         let h = self.dec.pull().map_err(|e| match e {
             ciborium_ll::Error::Io(_) => DecodeError::Truncated(at),
@@ -130,13 +131,24 @@ impl Strict<'_, '_> {
     }
 
     fn payload(&mut self, at: usize, len: usize) -> Result<Vec<u8>, DecodeError> {
+        let mut buf = Vec::new();
+        self.payload_into(at, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// The next `len` bytes into `buf` (replacing what it held).
+    pub(super) fn payload_into(
+        &mut self,
+        at: usize,
+        len: usize,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), DecodeError> {
         if len > self.remaining() {
             return Err(DecodeError::Truncated(at));
         }
-        let mut buf = vec![0u8; len];
-        ciborium_io::Read::read_exact(&mut self.dec, &mut buf)
-            .map_err(|_| DecodeError::Truncated(at))?;
-        Ok(buf)
+        buf.clear();
+        buf.resize(len, 0);
+        ciborium_io::Read::read_exact(&mut self.dec, buf).map_err(|_| DecodeError::Truncated(at))
     }
 
     fn text(&mut self, at: usize, len: usize) -> Result<String, DecodeError> {
@@ -144,7 +156,12 @@ impl Strict<'_, '_> {
         String::from_utf8(raw).map_err(|_| DecodeError::Utf8(at))
     }
 
-    fn container_len(&mut self, at: usize, n: usize, depth: usize) -> Result<(), DecodeError> {
+    pub(super) fn container_len(
+        &mut self,
+        at: usize,
+        n: usize,
+        depth: usize,
+    ) -> Result<(), DecodeError> {
         if depth >= self.limits.max_depth {
             return Err(DecodeError::Limit(at, "nesting too deep"));
         }
@@ -218,7 +235,7 @@ impl Strict<'_, '_> {
         })
     }
 
-    fn link(&mut self) -> Result<Ipld, DecodeError> {
+    pub(super) fn link(&mut self) -> Result<Ipld, DecodeError> {
         let (at, h) = self.head()?;
         let n = match h {
             Header::Bytes(Some(n)) if (2..=MAX_CID_BYTES + 1).contains(&n) => n,

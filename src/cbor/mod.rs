@@ -13,6 +13,8 @@
 
 mod decode;
 mod json;
+mod read;
+mod transcode;
 mod write;
 
 use std::collections::BTreeMap;
@@ -25,6 +27,8 @@ pub use decode::{DecodeError, Limits, decode, decode_with};
 /// that uses the same bound.
 pub const MAX_DEPTH: usize = 64;
 pub use json::{JsonError, from_json, record_from_json, to_json};
+pub use read::Reader;
+pub use transcode::{json_string, to_json_text};
 pub use write::Writer;
 
 use crate::cid::{self, Cid};

@@ -165,6 +165,35 @@ proptest! {
     }
 
     #[test]
+    fn json_text_is_to_json_of_decode(v in arb_ipld(), pos in any::<usize>(), b in any::<u8>()) {
+        let bytes = encode(&v);
+        let mut text = Vec::new();
+        to_json_text(&bytes, &mut text).unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        prop_assert_eq!(parsed, to_json(&v));
+        // Damaged bytes: refused exactly when decode refuses them, the same JSON otherwise.
+        let mut bad = bytes.clone();
+        let i = pos % bad.len();
+        bad[i] = b;
+        text.clear();
+        match (decode(&bad), to_json_text(&bad, &mut text)) {
+            (Ok(x), Ok(())) => {
+                let parsed: serde_json::Value = serde_json::from_slice(&text).unwrap();
+                prop_assert_eq!(parsed, to_json(&x));
+            }
+            (Err(_), Err(_)) => {}
+            (d, t) => prop_assert!(false, "decode {d:?} but transcode {t:?}"),
+        }
+    }
+
+    #[test]
+    fn json_strings_escape_as_serde_json(s in "\\PC*|[\\x00-\\x7f]{0,20}") {
+        let mut out = Vec::new();
+        json_string(&s, &mut out);
+        prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+    }
+
+    #[test]
     fn accepted_bytes_are_canonical(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
         // Whatever random bytes the strict decoder accepts must re-encode
         // to exactly themselves.

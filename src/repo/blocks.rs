@@ -9,11 +9,25 @@ use crate::cid::Cid;
 pub trait BlockSource {
     /// The bytes of block `cid`, or `None` if this source does not have it.
     fn get_block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, RepoError>;
+
+    /// The blocks of `cids` that are at most `max_len` bytes long, in the order asked
+    /// (a CID may come twice); `None` where the block is absent or longer, which the caller
+    /// asks [`get_block`](Self::get_block) for. Sources where every lookup is a round trip
+    /// of its own (SQLite) answer many in one, which is what exports and listings are made
+    /// of; the cap keeps such a batch's memory small whatever the blocks are.
+    fn get_blocks(&self, cids: &[Cid], max_len: usize) -> Result<Vec<Option<Vec<u8>>>, RepoError> {
+        cids.iter()
+            .map(|c| Ok(self.get_block(c)?.filter(|b| b.len() <= max_len)))
+            .collect()
+    }
 }
 
 impl<T: BlockSource + ?Sized> BlockSource for &T {
     fn get_block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, RepoError> {
         (**self).get_block(cid)
+    }
+    fn get_blocks(&self, cids: &[Cid], max_len: usize) -> Result<Vec<Option<Vec<u8>>>, RepoError> {
+        (**self).get_blocks(cids, max_len)
     }
 }
 

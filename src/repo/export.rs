@@ -1,7 +1,7 @@
 //! Whole-repository CARs: streaming export in the preferred block order,
 //! and loading plus full verification of an untrusted export.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 
 use super::car::{CarError, CarLimits, CarReader, CarWriter};
@@ -48,7 +48,13 @@ pub fn write_repo_car<W: Write>(
 /// A whole-repo export made a batch at a time, in the order of [`write_repo_car`], so a
 /// server can read each batch on a short-lived connection and let go of it while the client
 /// takes its time. The state is the path from the root to the current node (one decoded
-/// node per layer), never the repo.
+/// node per layer) and a short queue of blocks already looked up, never the repo.
+///
+/// Blocks are looked up many at a time ([`BlockSource::get_blocks`]): the walk plans up to
+/// [`AHEAD`] records past the last block written, fetches the planned records in one go,
+/// and fetches each inner node's children together when it reaches the node. Records
+/// longer than [`HELD_BLOCK`] are left out of the batches and read alone when written, so
+/// the queue never holds more than `AHEAD × HELD_BLOCK` bytes of records.
 ///
 /// Batches may come from different read transactions: blocks are content-addressed and
 /// ordinary writes never delete them, so the tree under a fixed commit stays whole. If a
@@ -58,6 +64,26 @@ pub struct ExportWalk {
     commit_cid: Cid,
     begun: bool,
     path: Vec<Frame>,
+    /// Blocks planned but not yet written, in CAR order.
+    queue: VecDeque<Planned>,
+    /// Children of the nodes on the path, fetched with their parent and not yet reached.
+    children: HashMap<Cid, Vec<u8>>,
+}
+
+/// Records planned ahead of the last block written (and fetched together).
+const AHEAD: usize = 256;
+/// Records up to this size are fetched with the others; larger ones alone.
+const HELD_BLOCK: usize = 4096;
+/// Children of one node fetched together (a wider node's others come one by one), each if
+/// at most [`HELD_NODE`] bytes long.
+const SIBLINGS: usize = 64;
+const HELD_NODE: usize = 64 * 1024;
+
+/// A block the walk has reached: a node (read already, as the walk needs it to go on) or a
+/// record, with its bytes once fetched (`None`: not yet, or too large to hold).
+enum Planned {
+    Node(Cid, Vec<u8>),
+    Record(Cid, Option<Vec<u8>>),
 }
 
 /// A node on the walk's path and the next of its slots to visit: slot `2i` is the subtree
@@ -73,12 +99,14 @@ impl ExportWalk {
             commit_cid,
             begun: false,
             path: Vec::new(),
+            queue: VecDeque::new(),
+            children: HashMap::new(),
         }
     }
 
     /// Every block has been given out.
     pub fn is_done(&self) -> bool {
-        self.begun && self.path.is_empty()
+        self.begun && self.path.is_empty() && self.queue.is_empty()
     }
 
     /// Append the next blocks as CAR bytes to `out` (the header first) until this batch
@@ -99,13 +127,38 @@ impl ExportWalk {
             let commit = Commit::decode(&commit_bytes)?;
             let mut car = CarWriter::new(&mut *out, &[self.commit_cid])?;
             car.write_block(&self.commit_cid, &commit_bytes)?;
-            let (node, bytes) = load_node(src, commit.data, None)?;
-            car.write_block(&commit.data, &bytes)?;
-            self.path.push(Frame { node, slot: 0 });
+            let bytes = src
+                .get_block(&commit.data)?
+                .ok_or_else(|| RepoError::missing(commit.data))?;
+            self.enter(src, commit.data, bytes, None)?;
             self.begun = true;
             car
         };
         while car.bytes_written() < budget as u64 {
+            if self.queue.is_empty() {
+                self.plan(src)?;
+            }
+            let Some(step) = self.queue.pop_front() else {
+                break;
+            };
+            match step {
+                Planned::Node(cid, bytes) => car.write_block(&cid, &bytes)?,
+                Planned::Record(cid, Some(bytes)) => car.write_block(&cid, &bytes)?,
+                Planned::Record(cid, None) => {
+                    let bytes = src
+                        .get_block(&cid)?
+                        .ok_or_else(|| RepoError::missing(cid))?;
+                    car.write_block(&cid, &bytes)?;
+                }
+            }
+        }
+        Ok(self.is_done())
+    }
+
+    /// Walks on until [`AHEAD`] records are queued (or the tree ends), then fetches them.
+    fn plan(&mut self, src: &dyn BlockSource) -> Result<(), RepoError> {
+        let mut records = Vec::new();
+        while records.len() < AHEAD {
             let Some(top) = self.path.last_mut() else {
                 break;
             };
@@ -117,34 +170,57 @@ impl ExportWalk {
             top.slot += 1;
             if slot % 2 == 1 {
                 let cid = top.node.entries[slot / 2].value;
-                let b = src
-                    .get_block(&cid)?
-                    .ok_or_else(|| RepoError::missing(cid))?;
-                car.write_block(&cid, &b)?;
+                records.push(cid);
+                self.queue.push_back(Planned::Record(cid, None));
             } else if top.node.layer > 0
                 && let Some(child) = top.node.gap(slot / 2).cid()
             {
-                let (node, bytes) = load_node(src, child, Some(top.node.layer - 1))?;
-                car.write_block(&child, &bytes)?;
-                self.path.push(Frame { node, slot: 0 });
+                let layer = top.node.layer - 1;
+                let bytes = match self.children.remove(&child) {
+                    Some(b) => b,
+                    None => src
+                        .get_block(&child)?
+                        .ok_or_else(|| RepoError::missing(child))?,
+                };
+                self.enter(src, child, bytes, Some(layer))?;
             }
         }
-        Ok(self.path.is_empty())
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut fetched = src.get_blocks(&records, HELD_BLOCK)?.into_iter();
+        for step in self.queue.iter_mut() {
+            if let Planned::Record(_, slot @ None) = step {
+                *slot = fetched.next().flatten();
+            }
+        }
+        Ok(())
     }
-}
 
-/// A stored MST node, checked, with the bytes it is stored as (canonical, so the same bytes
-/// its encoding gives).
-fn load_node(
-    src: &dyn BlockSource,
-    cid: Cid,
-    layer: Option<u32>,
-) -> Result<(Node, Vec<u8>), RepoError> {
-    let bytes = src
-        .get_block(&cid)?
-        .ok_or_else(|| RepoError::missing(cid))?;
-    let node = Node::decode(src, cid, &bytes, layer)?;
-    Ok((node, bytes))
+    /// Checks node `cid`, queues it, puts it on the path, and fetches its children.
+    fn enter(
+        &mut self,
+        src: &dyn BlockSource,
+        cid: Cid,
+        bytes: Vec<u8>,
+        layer: Option<u32>,
+    ) -> Result<(), RepoError> {
+        let node = Node::decode(src, cid, &bytes, layer)?;
+        if node.layer > 0 {
+            let kids: Vec<Cid> = (0..=node.entries.len())
+                .filter_map(|i| node.gap(i).cid())
+                .take(SIBLINGS)
+                .collect();
+            for (c, b) in kids.iter().zip(src.get_blocks(&kids, HELD_NODE)?) {
+                if let Some(b) = b {
+                    self.children.insert(*c, b);
+                }
+            }
+        }
+        self.queue.push_back(Planned::Node(cid, bytes));
+        self.path.push(Frame { node, slot: 0 });
+        Ok(())
+    }
 }
 
 /// A repository read from a CAR and checked end to end.
@@ -348,7 +424,12 @@ mod tests {
         for i in 0..n {
             let rec = crate::ipld_map! {
                 "$type" => cbor::Ipld::String("app.bsky.feed.post".into()),
-                "text" => cbor::Ipld::String(format!("post {i}")),
+                // Some longer than the export fetches in batches (HELD_BLOCK).
+                "text" => cbor::Ipld::String(if i % 50 == 7 {
+                    format!("post {i} {}", "x".repeat(HELD_BLOCK))
+                } else {
+                    format!("post {i}")
+                }),
             };
             let (c, b) = cbor::encode_with_cid(&rec);
             store.insert(c, b);
@@ -407,7 +488,7 @@ mod tests {
 
     #[test]
     fn batches_of_any_size_give_the_streaming_order() {
-        for n in [0, 1, 7, 300] {
+        for n in [0, 1, 8, 300, 700] {
             let (store, commit_cid, _) = sample(n);
             let want = reference_car(&store, &commit_cid);
             assert_eq!(

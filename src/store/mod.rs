@@ -259,6 +259,9 @@ impl BlockSource for SqlBlocks<'_> {
     fn get_block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, RepoError> {
         repo::get_block(self.0, cid).map_err(|e| RepoError::Store(e.to_string()))
     }
+    fn get_blocks(&self, cids: &[Cid], max_len: usize) -> Result<Vec<Option<Vec<u8>>>, RepoError> {
+        repo::get_blocks(self.0, cids, max_len).map_err(|e| RepoError::Store(e.to_string()))
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,65 @@ pub fn get_block(conn: &Db, c: &Cid) -> Result<Option<Vec<u8>>, StoreError> {
         .optional()?)
 }
 
+/// CIDs looked up per statement by [`get_blocks`].
+const LOOKUP_CHUNK: usize = 64;
+
+/// `SELECT` of up to [`LOOKUP_CHUNK`] blocks by CID (`?1` is the size cap), made once.
+fn lookup_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let marks: Vec<String> = (2..LOOKUP_CHUNK + 2).map(|i| format!("?{i}")).collect();
+        format!(
+            "SELECT cid, CASE WHEN length(data) <= ?1 THEN data END FROM block WHERE cid IN ({})",
+            marks.join(",")
+        )
+    })
+}
+
+/// The blocks of `cids` no longer than `max_len`, in the order asked; `None` for a block
+/// that is absent or longer (see `BlockSource::get_blocks`). One statement per
+/// [`LOOKUP_CHUNK`] CIDs: SQLite sorts the list and walks the index in order, where one
+/// statement per block paid for a statement and a read snapshot each.
+pub fn get_blocks(
+    conn: &Db,
+    cids: &[Cid],
+    max_len: usize,
+) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    let mut out = vec![None; cids.len()];
+    let mut st = conn.prepare_cached(lookup_sql())?;
+    for (n, chunk) in cids.chunks(LOOKUP_CHUNK).enumerate() {
+        // Which positions want which CID, by CID bytes, to place the rows (which come in
+        // the index's order, not the asked one).
+        let mut wanted: Vec<(Vec<u8>, usize)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.to_bytes(), n * LOOKUP_CHUNK + i))
+            .collect();
+        wanted.sort_unstable();
+        let cap = i64::try_from(max_len).unwrap_or(i64::MAX);
+        st.raw_bind_parameter(1, cap)?;
+        for i in 0..LOOKUP_CHUNK {
+            // A short last chunk repeats its first CID: `IN` ignores duplicates.
+            let key = &wanted[i.min(wanted.len() - 1)].0;
+            st.raw_bind_parameter(i + 2, key.as_slice())?;
+        }
+        let mut rows = st.raw_query();
+        while let Some(r) = rows.next()? {
+            let key = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+            let data = r
+                .get_ref(1)?
+                .as_blob_or_null()
+                .map_err(rusqlite::Error::from)?;
+            let Some(data) = data else { continue };
+            let first = wanted.partition_point(|(k, _)| k.as_slice() < key);
+            for (_, at) in wanted[first..].iter().take_while(|(k, _)| k == key) {
+                out[*at] = Some(data.to_vec());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Store a block written by revision `rev`. Blocks are immutable, but a
 /// block that comes back (a record re-created, a tree node that reappears
 /// after a delete) takes the new rev, so `getRepo?since=` includes it.
@@ -175,6 +234,17 @@ pub fn delete_record(conn: &Db, collection: &str, rkey: &str) -> Result<(), Stor
     Ok(())
 }
 
+/// The statements of [`list_records`] by `2 × reverse + has cursor`. No `LIMIT ?`: SQLite
+/// plans with a bound LIMIT's value, so each new binding made it compile the statement
+/// again (a fifth of a listRecords). The rows come in the primary key's order, so stopping
+/// after `limit` of them gives the same page.
+pub(super) const LIST_SQL: [&str; 4] = [
+    "SELECT rkey, cid FROM record WHERE collection = ?1 ORDER BY rkey DESC",
+    "SELECT rkey, cid FROM record WHERE collection = ?1 AND rkey < ?2 ORDER BY rkey DESC",
+    "SELECT rkey, cid FROM record WHERE collection = ?1 ORDER BY rkey ASC",
+    "SELECT rkey, cid FROM record WHERE collection = ?1 AND rkey > ?2 ORDER BY rkey ASC",
+];
+
 /// Records of a collection by rkey, newest (highest) first unless
 /// `reverse`, strictly after `cursor` in that order.
 pub fn list_records(
@@ -184,27 +254,18 @@ pub fn list_records(
     limit: u32,
     reverse: bool,
 ) -> Result<Vec<(String, Cid)>, StoreError> {
-    let sql = match (reverse, cursor.is_some()) {
-        (false, false) => {
-            "SELECT rkey, cid FROM record WHERE collection = ?1 ORDER BY rkey DESC LIMIT ?3"
-        }
-        (false, true) => {
-            "SELECT rkey, cid FROM record WHERE collection = ?1 AND rkey < ?2 ORDER BY rkey DESC LIMIT ?3"
-        }
-        (true, false) => {
-            "SELECT rkey, cid FROM record WHERE collection = ?1 ORDER BY rkey ASC LIMIT ?3"
-        }
-        (true, true) => {
-            "SELECT rkey, cid FROM record WHERE collection = ?1 AND rkey > ?2 ORDER BY rkey ASC LIMIT ?3"
-        }
+    fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String)> {
+        Ok((r.get(0)?, r.get(1)?))
+    }
+    let mut st =
+        conn.prepare_cached(LIST_SQL[2 * usize::from(reverse) + usize::from(cursor.is_some())])?;
+    let rows = match cursor {
+        Some(c) => st.query_map(params![collection, c], row)?,
+        None => st.query_map(params![collection], row)?,
     };
-    let mut st = conn.prepare_cached(sql)?;
-    let rows = st.query_map(params![collection, cursor.unwrap_or(""), limit], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (rkey, c) = row?;
+    for r in rows.take(limit as usize) {
+        let (rkey, c) = r?;
         out.push((rkey, parse_cid(&c)?));
     }
     Ok(out)
@@ -252,9 +313,10 @@ pub struct Event {
 
 pub fn events_after(conn: &Db, seq: i64, limit: u32) -> Result<Vec<Event>, StoreError> {
     let mut st = conn.prepare_cached(
-        "SELECT seq, kind, time, body FROM event WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        // In rowid order, so `take` is the LIMIT (see `list_records` for why not `LIMIT ?`).
+        "SELECT seq, kind, time, body FROM event WHERE seq > ?1 ORDER BY seq",
     )?;
-    let rows = st.query_map(params![seq, limit], |r| {
+    let rows = st.query_map(params![seq], |r| {
         Ok(Event {
             seq: r.get(0)?,
             kind: r.get(1)?,
@@ -262,7 +324,7 @@ pub fn events_after(conn: &Db, seq: i64, limit: u32) -> Result<Vec<Event>, Store
             body: r.get(3)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(rows.take(limit as usize).collect::<Result<_, _>>()?)
 }
 
 /// Records per collection, the largest first.

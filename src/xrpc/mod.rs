@@ -25,6 +25,8 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 /// What a handler returns.
 pub enum XrpcResponse {
     Json(serde_json::Value),
+    /// JSON written by the handler (records transcoded from DAG-CBOR as they are read).
+    JsonText(Vec<u8>),
     /// 200 with no body (procedures without output).
     Empty,
     /// Any other body, with its content type and extra headers.
@@ -41,6 +43,7 @@ impl XrpcResponse {
     pub fn into_response(self) -> Response<Body> {
         match self {
             XrpcResponse::Json(v) => json_response(StatusCode::OK, v.to_string()),
+            XrpcResponse::JsonText(v) => json_response(StatusCode::OK, v),
             XrpcResponse::Empty => Response::builder()
                 .status(StatusCode::OK)
                 .body(full(Bytes::new()))
@@ -64,7 +67,7 @@ impl XrpcResponse {
     }
 }
 
-pub fn json_response(status: StatusCode, body: String) -> Response<Body> {
+pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(

@@ -149,6 +149,17 @@ impl Node {
 /// The fields of a node block, with prefix compression undone and the
 /// canonical-form rules checked; layer rules are the caller's.
 fn parse_fields(cid: Cid, bytes: &[u8]) -> Result<(Link, Vec<Entry>), RepoError> {
+    // A well-formed node has exactly one encoding, which the pull reader takes without
+    // building a value tree (the writer and exports load nodes all the time). Anything
+    // else goes the general way, which says what is wrong with it.
+    match parse_canonical(bytes) {
+        Some(fields) => Ok(fields),
+        None => parse_general(cid, bytes),
+    }
+}
+
+/// [`parse_fields`] through the general decoder.
+fn parse_general(cid: Cid, bytes: &[u8]) -> Result<(Link, Vec<Entry>), RepoError> {
     let invalid = |m: &str| RepoError::invalid_node(cid, m);
     let limits = Limits {
         max_depth: 4,
@@ -185,27 +196,82 @@ fn parse_fields(cid: Cid, bytes: &[u8]) -> Result<(Link, Vec<Entry>), RepoError>
             .and_then(Ipld::as_link)
             .ok_or_else(|| invalid("bad v"))?;
         let right = link_field(em.get("t")).ok_or_else(|| invalid("bad t"))?;
-        let prev = entries.last().map_or(&[][..], |e| e.key.as_slice());
-        let p = usize::try_from(p).map_err(|_| invalid("negative p"))?;
-        if p > prev.len() {
-            return Err(invalid("prefix longer than previous key"));
-        }
-        let mut key = Vec::with_capacity(p + suffix.len());
-        key.extend_from_slice(&prev[..p]);
-        key.extend_from_slice(suffix);
-        // Canonical compression: p must be the whole shared prefix.
-        if common_prefix_len(prev, &key) != p {
-            return Err(invalid("prefix length not maximal"));
-        }
-        if key.is_empty() || key.len() > MAX_KEY_LEN {
-            return Err(invalid("key length"));
-        }
-        if !entries.is_empty() && prev >= key.as_slice() {
-            return Err(invalid("keys out of order"));
-        }
-        entries.push(Entry { key, value, right });
+        push_entry(&mut entries, p, suffix, value, right).map_err(invalid)?;
     }
     Ok((left, entries))
+}
+
+/// A node in its one canonical encoding (`{"e": [{"k","p","t","v"}…], "l"}`, keys in
+/// this order), or `None` for anything else, valid or not.
+fn parse_canonical(bytes: &[u8]) -> Option<(Link, Vec<Entry>)> {
+    let link = |c: Option<Cid>| c.map_or(Link::Empty, Link::Stored);
+    let mut r = cbor::Reader::new(bytes).ok()?;
+    if bytes.len() > 1 << 20 || r.map().ok()? != 2 || r.text().ok()? != "e" {
+        return None;
+    }
+    let n = r.array().ok()?;
+    if n > MAX_NODE_ENTRIES {
+        return None;
+    }
+    let mut entries: Vec<Entry> = Vec::with_capacity(n);
+    let mut suffix = Vec::new();
+    for _ in 0..n {
+        if r.map().ok()? != 4 || r.text().ok()? != "k" {
+            return None;
+        }
+        suffix.clear();
+        suffix.extend_from_slice(r.bytes().ok()?);
+        if r.text().ok()? != "p" {
+            return None;
+        }
+        let p = r.int().ok()?;
+        if r.text().ok()? != "t" {
+            return None;
+        }
+        let right = link(r.link_or_null().ok()?);
+        if r.text().ok()? != "v" {
+            return None;
+        }
+        let value = r.link().ok()?;
+        push_entry(&mut entries, p, &suffix, value, right).ok()?;
+    }
+    if r.text().ok()? != "l" {
+        return None;
+    }
+    let left = link(r.link_or_null().ok()?);
+    r.finish().ok()?;
+    Some((left, entries))
+}
+
+/// Appends the entry whose key is `p` bytes of the previous key and then `suffix`, if the
+/// compression is maximal and the key in order and of a valid length.
+fn push_entry(
+    entries: &mut Vec<Entry>,
+    p: i64,
+    suffix: &[u8],
+    value: Cid,
+    right: Link,
+) -> Result<(), &'static str> {
+    let prev = entries.last().map_or(&[][..], |e| e.key.as_slice());
+    let p = usize::try_from(p).map_err(|_| "negative p")?;
+    if p > prev.len() {
+        return Err("prefix longer than previous key");
+    }
+    let mut key = Vec::with_capacity(p + suffix.len());
+    key.extend_from_slice(&prev[..p]);
+    key.extend_from_slice(suffix);
+    // Canonical compression: p must be the whole shared prefix.
+    if common_prefix_len(prev, &key) != p {
+        return Err("prefix length not maximal");
+    }
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err("key length");
+    }
+    if !entries.is_empty() && prev >= key.as_slice() {
+        return Err("keys out of order");
+    }
+    entries.push(Entry { key, value, right });
+    Ok(())
 }
 
 /// Heights come from 256-bit hashes, two bits a layer.
@@ -283,4 +349,51 @@ pub fn key_height(key: &[u8]) -> u32 {
 
 pub fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::repo::MemoryBlocks;
+    use crate::repo::mst::Mst;
+
+    /// The fields as their encoding, to compare two parses.
+    fn bytes_of(f: &(Link, Vec<Entry>)) -> Vec<u8> {
+        Node::new(0, f.0.clone(), f.1.clone()).encode()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// The fast reader takes every node a tree writes, and on any damaged node says
+        /// what the general decoder says.
+        #[test]
+        fn canonical_reader_agrees_with_the_decoder(
+            keys in proptest::collection::btree_set("[a-c]\\.[a-z]{1,3}/[a-z0-9]{1,8}", 1..80),
+            pos in any::<usize>(),
+            byte in any::<u8>(),
+        ) {
+            let store = MemoryBlocks::new();
+            let mut t = Mst::new();
+            for (i, k) in keys.iter().enumerate() {
+                t.insert(&store, k.as_bytes(), crate::cid::for_raw(&i.to_be_bytes())).unwrap();
+            }
+            for (c, b) in t.unstored_blocks().iter() {
+                let fast = parse_canonical(b).expect("a written node reads the fast way");
+                let general = parse_general(*c, b).unwrap();
+                prop_assert_eq!(bytes_of(&fast), bytes_of(&general));
+                prop_assert_eq!(&bytes_of(&fast), b);
+                let mut bad = b.clone();
+                let i = pos % bad.len();
+                bad[i] = byte;
+                match (parse_fields(*c, &bad), parse_general(*c, &bad)) {
+                    (Ok(x), Ok(y)) => prop_assert_eq!(bytes_of(&x), bytes_of(&y)),
+                    (Err(x), Err(y)) => prop_assert_eq!(x.to_string(), y.to_string()),
+                    (x, y) => prop_assert!(false, "{:?} vs {:?}", x.is_ok(), y.is_ok()),
+                }
+            }
+        }
+    }
 }
