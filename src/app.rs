@@ -90,6 +90,7 @@ impl App {
             did: a.did,
             key: Arc::clone(&repo_key),
             root,
+            tree: None,
         });
         let blob_files = blobs.clone();
         let writer = Writer::spawn(&store, state, move |cids| {

@@ -99,6 +99,9 @@ pub struct CommitData {
     /// The firehose CAR: the commit, the new blocks and the covering proof of every
     /// touched path, so consumers can invert the ops.
     pub slice: Vec<u8>,
+    /// The tree after the changes (its new nodes in memory), for the next build to start
+    /// from once these blocks are stored ([`Mst::settled`]).
+    pub tree: Mst,
 }
 
 /// What a build came to.
@@ -162,23 +165,28 @@ pub fn build(
             Change::Delete { path, swap } => (path, None, false, swap.map(Some)),
         };
         let key = path.as_bytes();
-        let old = tree.get(src, key)?;
-        if must_be_new && old.is_some() {
-            return Err(BuildError::Exists(path.clone()));
-        }
-        if let Some(expected) = swap
-            && expected != old
-        {
-            return Err(BuildError::Swapped(path.clone()));
-        }
+        // The tree is changed first and the old value checked after: one walk down the
+        // path, not a lookup and then an insert. A refused change fails the whole build,
+        // so the changed tree is dropped with it.
+        let checked = |old: Option<Cid>| {
+            if must_be_new && old.is_some() {
+                return Err(BuildError::Exists(path.clone()));
+            }
+            if let Some(expected) = swap
+                && expected != old
+            {
+                return Err(BuildError::Swapped(path.clone()));
+            }
+            Ok(old)
+        };
         match record {
             Some(record) => {
                 let (cid, bytes) = cbor::encode_with_cid(record);
+                let old = checked(tree.insert(src, key, cid)?)?;
                 if bytes.len() > MAX_RECORD_BYTES {
                     return Err(BuildError::RecordTooLarge(bytes.len()));
                 }
                 records.insert(cid, bytes);
-                tree.insert(src, key, cid)?;
                 ops.push(CommitOp {
                     action: if old.is_some() {
                         Action::Update
@@ -192,9 +200,9 @@ pub fn build(
                 results.push(Some(cid));
             }
             None => {
+                let old = checked(tree.remove(src, key)?)?;
                 results.push(None);
                 let Some(old) = old else { continue };
-                tree.remove(src, key)?;
                 ops.push(CommitOp {
                     action: Action::Delete,
                     path: path.clone(),
@@ -241,6 +249,7 @@ pub fn build(
             blocks,
             ops,
             slice: car,
+            tree,
         }),
     })
 }

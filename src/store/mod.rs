@@ -9,6 +9,7 @@
 
 pub mod account;
 pub mod blobs;
+pub mod checkpoint;
 mod db;
 pub mod oauth;
 pub mod passkeys;
@@ -150,10 +151,17 @@ impl Store {
         &self.path
     }
 
-    /// A new read-write connection, for the single writer.
+    /// A new read-write connection, for the single writer (and the checkpointer). It
+    /// checkpoints by itself only when the WAL has grown far past SQLite's usual 1,000
+    /// pages: `checkpoint` does it off the writer's thread.
     pub fn open_writer(&self) -> Result<Db, StoreError> {
         let conn = Connection::open(&self.path)?;
         configure(&conn)?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpoint::WRITER_FALLBACK_PAGES,
+        )?;
         Ok(Db::new(conn))
     }
 

@@ -145,9 +145,13 @@ pub fn apply(
     }
     let now_us = now_micros();
     let rev = clock.next(now_us);
+    let tree = match &state.tree {
+        Some(t) if t.root_cid() == state.root.data_cid => t.clone(),
+        _ => Mst::load(state.root.data_cid),
+    };
     let head = Head {
         did: &state.did,
-        tree: Mst::load(state.root.data_cid),
+        tree,
     };
     let built = build(
         &cache.over(SqlBlocks(conn)),
@@ -171,6 +175,7 @@ pub fn apply(
             results,
         });
     };
+    let tree = commit.tree.settled();
 
     // Durable state, all in the caller's transaction: blocks, the record index with its
     // blob references, the root, the event.
@@ -233,6 +238,7 @@ pub fn apply(
     });
     events::append(conn, Kind::Commit, &time, body)?;
     state.root = root;
+    state.tree = Some(tree);
     Ok(CommitOutcome {
         commit: Some((commit.cid, commit.rev)),
         results,
@@ -409,6 +415,7 @@ pub fn empty_repo(
         did: did.to_owned(),
         key,
         root,
+        tree: None,
     };
     Ok((state, commit.slice))
 }

@@ -242,7 +242,12 @@ impl Writer {
                 ));
             }
             let (root, imported) = import(conn, &loaded)?;
-            *state = Some(RepoState { did, key, root });
+            *state = Some(RepoState {
+                did,
+                key,
+                root,
+                tree: None,
+            });
             Ok(imported)
         })
         .await
@@ -286,6 +291,7 @@ impl Writer {
                 did,
                 key,
                 root: new_root,
+                tree: None,
             });
             Ok(())
         })

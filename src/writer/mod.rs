@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::store::checkpoint::Checkpointer;
+
 pub use apply::{CommitOutcome, MAX_OPS, OpResult, RepoWrite, WriteOp};
 
 use crate::crypto::Keypair;
@@ -76,6 +78,9 @@ pub struct RepoState {
     pub did: String,
     pub key: Arc<Keypair>,
     pub root: RepoRoot,
+    /// The tree of the last commit this writer made, its new nodes in memory; used while
+    /// its root is `root`'s (anything that replaces the repo changes that).
+    pub tree: Option<crate::repo::mst::Mst>,
 }
 
 type Exec = Box<dyn FnOnce(&Db, &mut Option<RepoState>) -> Result<(), StoreError> + Send>;
@@ -122,9 +127,24 @@ impl Writer {
         let (tx, rx) = mpsc::channel(1024);
         let health = Arc::new(StorageHealth::default());
         let sick = Arc::clone(&health);
+        let checkpoint_health = Arc::clone(&health);
+        let checkpoints = Checkpointer::spawn(store, move |e| {
+            tracing::warn!("WAL checkpoint failed: {e}");
+            storage_failed(&checkpoint_health, &e);
+        })?;
         std::thread::Builder::new()
             .name("perch-writer".into())
-            .spawn(move || run(conn, state, rx, &on_orphaned_blobs, &seq_tx, &sick))
+            .spawn(move || {
+                run(
+                    conn,
+                    state,
+                    rx,
+                    &on_orphaned_blobs,
+                    &seq_tx,
+                    &sick,
+                    &checkpoints,
+                )
+            })
             .map_err(|_| StoreError::Join)?;
         Ok(Writer {
             tx,
@@ -204,6 +224,7 @@ fn run(
     on_orphaned_blobs: &dyn Fn(Vec<String>),
     seq_tx: &watch::Sender<i64>,
     health: &StorageHealth,
+    checkpoints: &Checkpointer,
 ) {
     let mut clock = crate::tid::TidClock::new(clock_id());
     let cache = crate::repo::cache::BlockCache::new(BLOCK_CACHE_BYTES);
@@ -227,6 +248,7 @@ fn run(
             continue;
         }
         let orphaned = run_group(&conn, &mut state, &mut clock, &cache, jobs, health);
+        checkpoints.nudge();
         // An imported repo may carry a rev from a clock ahead of ours.
         if let Some(s) = &state
             && let Ok(t) = Tid::parse(&s.root.rev)

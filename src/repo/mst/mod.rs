@@ -179,6 +179,24 @@ impl Mst {
         out
     }
 
+    /// This tree once a commit has stored its new nodes: they stay in memory, marked
+    /// stored, and every other subtree goes back to a link, so the next write walks the
+    /// path the last one made without loading it, and the tree holds one commit's nodes,
+    /// never more.
+    pub fn settled(&self) -> Mst {
+        match &self.root {
+            Link::Loaded(n) if !n.stored => Mst {
+                root: Link::Loaded(Arc::new(settle(n))),
+            },
+            Link::Loaded(n) => Mst {
+                root: Link::Stored(n.cid()),
+            },
+            other => Mst {
+                root: other.clone(),
+            },
+        }
+    }
+
     /// Every node block of the tree.
     pub fn all_blocks(&self, src: &dyn BlockSource) -> Result<MemoryBlocks, RepoError> {
         let mut out = MemoryBlocks::new();
@@ -199,12 +217,31 @@ fn check_key(key: &[u8]) -> Result<(), RepoError> {
     Ok(())
 }
 
+/// A new node as stored, with its new children likewise and its other children as links.
+fn settle(n: &Node) -> Node {
+    let link = |l: &Link| match l {
+        Link::Loaded(c) if !c.stored => Link::Loaded(Arc::new(settle(c))),
+        Link::Loaded(c) => Link::Stored(c.cid()),
+        other => other.clone(),
+    };
+    let entries = n
+        .entries
+        .iter()
+        .map(|e| node::Entry {
+            key: e.key.clone(),
+            value: e.value,
+            right: link(&e.right),
+        })
+        .collect();
+    n.as_stored(link(&n.left), entries)
+}
+
 fn collect_unstored(n: &Node, out: &mut MemoryBlocks) {
     if n.stored {
         return;
     }
-    let bytes = n.encode();
-    out.insert(n.cid(), bytes);
+    let (c, bytes) = n.block();
+    out.insert(c, bytes);
     for link in std::iter::once(&n.left).chain(n.entries.iter().map(|e| &e.right)) {
         if let Link::Loaded(c) = link {
             collect_unstored(c, out);

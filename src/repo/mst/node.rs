@@ -53,6 +53,8 @@ pub struct Node {
     /// True when the node came from a block source (it need not be written).
     pub stored: bool,
     cid: OnceLock<Cid>,
+    /// A new node's encoding, made once with its CID: the commit stores these bytes.
+    encoded: OnceLock<Vec<u8>>,
 }
 
 impl Node {
@@ -63,6 +65,7 @@ impl Node {
             entries,
             stored: false,
             cid: OnceLock::new(),
+            encoded: OnceLock::new(),
         }
     }
 
@@ -81,7 +84,36 @@ impl Node {
     }
 
     pub fn cid(&self) -> Cid {
-        *self.cid.get_or_init(|| cid::for_cbor(&self.encode()))
+        *self.cid.get_or_init(|| {
+            if self.stored {
+                return cid::for_cbor(&self.encode());
+            }
+            cid::for_cbor(self.encoded.get_or_init(|| self.encode()))
+        })
+    }
+
+    /// The block of a node made in memory: encoded and hashed once however often asked.
+    pub fn block(&self) -> (Cid, Vec<u8>) {
+        let c = self.cid();
+        let bytes = match self.encoded.get() {
+            Some(b) => b.clone(),
+            None => self.encode(),
+        };
+        (c, bytes)
+    }
+
+    /// The same node as stored (a commit has written it), without its kept encoding.
+    pub fn as_stored(&self, left: Link, entries: Vec<Entry>) -> Node {
+        let n = Node {
+            layer: self.layer,
+            left,
+            entries,
+            stored: true,
+            cid: OnceLock::new(),
+            encoded: OnceLock::new(),
+        };
+        let _ = n.cid.set(self.cid());
+        n
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -140,6 +172,7 @@ impl Node {
             entries,
             stored: true,
             cid: OnceLock::new(),
+            encoded: OnceLock::new(),
         };
         let _ = node.cid.set(cid);
         Ok(node)

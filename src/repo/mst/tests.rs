@@ -241,3 +241,46 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// A settled tree (the writer's, kept between commits) writes exactly the blocks a tree
+    /// loaded from the stored root writes, batch after batch of changes.
+    #[test]
+    fn a_settled_tree_writes_what_a_loaded_one_writes(
+        batches in proptest::collection::vec(arb_keys(), 1..6),
+    ) {
+        let mut store = MemoryBlocks::new();
+        let mut kept = Mst::new();
+        store.extend(kept.unstored_blocks());
+        kept = kept.settled();
+        prop_assert!(kept.unstored_blocks().is_empty());
+        for (n, batch) in batches.iter().enumerate() {
+            let mut loaded = Mst::load(kept.root_cid());
+            let mut settled = kept.clone();
+            for (k, v) in batch {
+                // Every other batch removes what it names, the rest insert.
+                if n % 2 == 1 && v % 2 == 0 {
+                    prop_assert_eq!(loaded.remove(&store, k).unwrap(), settled.remove(&store, k).unwrap());
+                } else {
+                    prop_assert_eq!(
+                        loaded.insert(&store, k, val(*v)).unwrap(),
+                        settled.insert(&store, k, val(*v)).unwrap()
+                    );
+                }
+            }
+            prop_assert_eq!(settled.root_cid(), loaded.root_cid());
+            let (a, b) = (settled.unstored_blocks(), loaded.unstored_blocks());
+            let mut a: Vec<_> = a.iter().map(|(c, x)| (*c, x.clone())).collect();
+            let mut b: Vec<_> = b.iter().map(|(c, x)| (*c, x.clone())).collect();
+            a.sort();
+            b.sort();
+            prop_assert_eq!(a, b);
+            store.extend(settled.unstored_blocks());
+            kept = settled.settled();
+            prop_assert!(kept.unstored_blocks().is_empty());
+            prop_assert_eq!(kept.root_cid(), loaded.root_cid());
+        }
+    }
+}
