@@ -265,6 +265,7 @@ impl App {
         crate::firehose::Firehose::new(
             Arc::clone(&self.store),
             self.writer.seq_watch(),
+            self.writer.recent(),
             std::time::Duration::from_secs(self.config.backfill_hours * 3600),
         )
     }

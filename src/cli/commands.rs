@@ -17,8 +17,11 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .worker_threads(2)
         // Store reads run on blocking threads; tokio's default of 512 lets
         // a burst of reads spawn dozens of threads, each with its own
-        // allocator arena. A handful is enough for one SQLite file.
-        .max_blocking_threads(8)
+        // allocator arena, stack and SQLite connection. Reads take tens of
+        // microseconds, so four keep two cores busy; idle ones go after 3 s
+        // (tokio's default is 10) so a burst's memory goes with them.
+        .max_blocking_threads(4)
+        .thread_keep_alive(Duration::from_secs(3))
         .enable_all()
         .build()
         .map_err(|e| CliError::Message(format!("cannot start the runtime: {e}")))

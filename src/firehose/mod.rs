@@ -7,13 +7,16 @@
 
 pub mod events;
 pub mod frames;
+pub mod recent;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::store::{Store, StoreError, repo};
+use recent::{After, Recent};
 
 /// Events read from the database per batch.
 const BATCH: u32 = 100;
@@ -23,6 +26,7 @@ const BATCH: u32 = 100;
 pub struct Firehose {
     store: Arc<Store>,
     seqs: watch::Receiver<i64>,
+    recent: Arc<Recent>,
     backfill: Duration,
 }
 
@@ -31,23 +35,30 @@ pub enum Start {
     /// The cursor is ahead of every event: an error frame, then the end.
     FutureCursor,
     /// Frames to send first (an `OutdatedCursor` notice), then the subscription.
-    Stream(Vec<Vec<u8>>, Subscription),
+    Stream(Vec<Bytes>, Subscription),
 }
 
 pub struct Subscription {
     store: Arc<Store>,
     seqs: watch::Receiver<i64>,
+    recent: Arc<Recent>,
     /// The last seq handed out.
     pos: i64,
 }
 
 impl Firehose {
-    /// `seqs` is the writer's announcement of the latest seq; `backfill` how far back a
-    /// cursor may reach.
-    pub fn new(store: Arc<Store>, seqs: watch::Receiver<i64>, backfill: Duration) -> Firehose {
+    /// `seqs` is the writer's announcement of the latest seq, `recent` the frames it
+    /// keeps in memory; `backfill` how far back a cursor may reach.
+    pub fn new(
+        store: Arc<Store>,
+        seqs: watch::Receiver<i64>,
+        recent: Arc<Recent>,
+        backfill: Duration,
+    ) -> Firehose {
         Firehose {
             store,
             seqs,
+            recent,
             backfill,
         }
     }
@@ -73,10 +84,10 @@ impl Firehose {
                     .await?;
                 match oldest {
                     Some(oldest) if c + 1 < oldest => {
-                        first.push(frames::info(
+                        first.push(Bytes::from(frames::info(
                             "OutdatedCursor",
                             "Requested cursor exceeded limit. Possibly missing events",
-                        ));
+                        )));
                         oldest - 1
                     }
                     _ => c,
@@ -88,6 +99,7 @@ impl Firehose {
             Subscription {
                 store: Arc::clone(&self.store),
                 seqs,
+                recent: Arc::clone(&self.recent),
                 pos,
             },
         ))
@@ -119,19 +131,22 @@ pub enum Ended {
 impl Subscription {
     /// The next frames, in seq order; waits for the writer when caught up. Cancel-safe:
     /// dropped before it returns, it hands out nothing and the next call starts over.
-    pub async fn next(&mut self) -> Result<Vec<Vec<u8>>, Ended> {
+    pub async fn next(&mut self) -> Result<Vec<Bytes>, Ended> {
         loop {
             let from = self.pos;
-            let events = self
-                .store
-                .read(move |db| repo::events_after(db, from, BATCH))
-                .await?;
-            if let Some(last) = events.last() {
-                self.pos = last.seq;
-                return Ok(events
-                    .iter()
-                    .map(|e| frames::event(&e.kind, &e.body))
-                    .collect());
+            let frames = match self.recent.after(from, BATCH as usize) {
+                After::Frames(held) => held,
+                After::Older => self
+                    .store
+                    .read(move |db| repo::events_after(db, from, BATCH))
+                    .await?
+                    .into_iter()
+                    .map(|e| (e.seq, Bytes::from(frames::event(&e.kind, &e.body))))
+                    .collect(),
+            };
+            if let Some((last, _)) = frames.last() {
+                self.pos = *last;
+                return Ok(frames.into_iter().map(|(_, f)| f).collect());
             }
             // Caught up: wait for the writer to announce more.
             loop {

@@ -120,7 +120,7 @@ fn cursor_param(query: Option<&str>) -> Result<Option<i64>, XrpcError> {
     Ok(None)
 }
 
-async fn send(ws: &mut Ws, frame: Vec<u8>) -> Result<(), String> {
+async fn send(ws: &mut Ws, frame: impl Into<bytes::Bytes>) -> Result<(), String> {
     match tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Binary(frame.into()))).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => {

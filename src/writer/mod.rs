@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::firehose::recent::Recent;
 use crate::store::checkpoint::Checkpointer;
 
 pub use apply::{CommitOutcome, MAX_OPS, OpResult, RepoWrite, WriteOp};
@@ -103,6 +104,8 @@ pub struct Writer {
     /// Commits acknowledged since start (for `/metrics`).
     commits: Arc<std::sync::atomic::AtomicU64>,
     health: Arc<StorageHealth>,
+    /// The frames of the newest events, for live firehose subscribers.
+    recent: Arc<Recent>,
 }
 
 /// Jobs folded into one transaction at most.
@@ -132,6 +135,12 @@ impl Writer {
             tracing::warn!("WAL checkpoint failed: {e}");
             storage_failed(&checkpoint_health, &e);
         })?;
+        let recent = Arc::new(Recent::default());
+        let announce = Announce {
+            seq: seq_tx,
+            recent: Arc::clone(&recent),
+            last,
+        };
         std::thread::Builder::new()
             .name("perch-writer".into())
             .spawn(move || {
@@ -140,7 +149,7 @@ impl Writer {
                     state,
                     rx,
                     &on_orphaned_blobs,
-                    &seq_tx,
+                    announce,
                     &sick,
                     &checkpoints,
                 )
@@ -151,6 +160,7 @@ impl Writer {
             seq,
             commits: Arc::default(),
             health,
+            recent,
         })
     }
 
@@ -158,6 +168,11 @@ impl Writer {
     /// the systemd status.
     pub fn health(&self) -> &Arc<StorageHealth> {
         &self.health
+    }
+
+    /// The frames of the newest events (for firehose subscribers).
+    pub fn recent(&self) -> Arc<Recent> {
+        Arc::clone(&self.recent)
     }
 
     /// Watch the highest durable event `seq` (for firehose subscribers).
@@ -222,7 +237,7 @@ fn run(
     mut state: Option<RepoState>,
     mut rx: mpsc::Receiver<Job>,
     on_orphaned_blobs: &dyn Fn(Vec<String>),
-    seq_tx: &watch::Sender<i64>,
+    mut announce: Announce,
     health: &StorageHealth,
     checkpoints: &Checkpointer,
 ) {
@@ -255,16 +270,46 @@ fn run(
         {
             clock.observe(t);
         }
-        if let Ok(Some(seq)) = crate::store::repo::last_seq(&conn) {
-            seq_tx.send_if_modified(|v| {
-                let changed = *v != seq;
-                *v = seq;
-                changed
-            });
-        }
+        announce.new_events(&conn);
         if !orphaned.is_empty() {
             on_orphaned_blobs(orphaned);
         }
+    }
+}
+
+/// How the writer tells subscribers about committed events.
+struct Announce {
+    seq: watch::Sender<i64>,
+    recent: Arc<Recent>,
+    /// The last seq announced.
+    last: i64,
+}
+
+impl Announce {
+    /// Reads the events committed since the last announcement, once for every subscriber,
+    /// keeps their frames in `recent`, then announces the new highest seq.
+    fn new_events(&mut self, conn: &Db) {
+        const PAGE: u32 = 256;
+        loop {
+            let Ok(events) = crate::store::repo::events_after(conn, self.last, PAGE) else {
+                // Subscribers read the rows themselves (`recent` no longer reaches them).
+                break;
+            };
+            for e in &events {
+                let frame = crate::firehose::frames::event(&e.kind, &e.body);
+                self.recent.push(e.seq, frame.into());
+                self.last = e.seq;
+            }
+            if events.len() < PAGE as usize {
+                break;
+            }
+        }
+        let last = self.last;
+        self.seq.send_if_modified(|v| {
+            let changed = *v != last;
+            *v = last;
+            changed
+        });
     }
 }
 
