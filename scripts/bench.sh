@@ -21,7 +21,9 @@
 #                  createRecords, less a run with the same login and 0 writes
 #   getRepo        on a fresh data dir: 10,000 records written through
 #                  applyWrites (200 creates per call), then GET
-#                  com.atproto.sync.getRepo fully read (median of 3): ms, MB/s
+#                  com.atproto.sync.getRepo fully read (median of 3): ms, time
+#                  to the first bytes, MB/s
+#   uploadBlob     then 20 different 1 MiB blobs uploaded one after another: MiB/s
 #   firehose       on the same server afterwards: 1 and then 10 live
 #                  subscribeRepos subscribers, 300 sequential createRecords;
 #                  latency from sending each createRecord to each subscriber
@@ -51,6 +53,7 @@
 #   BENCH_RKEYS          records the getRecord phase picks from (1000)
 #   BENCH_REPO_RECORDS   records in the getRepo repo (10000)
 #   BENCH_FIREHOSE_WRITES  createRecords per firehose phase (300)
+#   BENCH_BLOB_UPLOADS   1 MiB uploadBlobs in the blob phase (20)
 #   BENCH_OUT            JSON output file (bench-results.json at the repo root)
 #   BENCH_TMPDIR         where the data dirs go (/tmp); the fsync figures are
 #                        for that filesystem
@@ -71,6 +74,7 @@ COLD_RUNS=${BENCH_COLD_RUNS:-5}
 NRKEYS=${BENCH_RKEYS:-1000}
 REPO_RECORDS=${BENCH_REPO_RECORDS:-10000}
 FIREHOSE_WRITES=${BENCH_FIREHOSE_WRITES:-300}
+BLOB_UPLOADS=${BENCH_BLOB_UPLOADS:-20}
 OUT=${BENCH_OUT:-$ROOT/bench-results.json}
 PERCH_BIN=${PERCH_BIN:-$ROOT/target/release/perch}
 
@@ -281,6 +285,7 @@ rss() { # rss SERVER PREFIX: PREFIX_{rss_kib,hwm_kib,threads,cpu_ms}
   r=$("${CLIENT[@]}" rss "$SERVER_PID")
   metric "$1" "$2_rss_kib" "$(jget "$r" rss_kib)"
   metric "$1" "$2_hwm_kib" "$(jget "$r" hwm_kib)"
+  metric "$1" "$2_anon_kib" "$(jget "$r" anon_kib)"
   metric "$1" "$2_threads" "$(jget "$r" threads)"
   metric "$1" "$2_cpu_ms" "$(jget "$r" cpu_ms)"
 }
@@ -378,6 +383,10 @@ bench_server() { # bench_server SERVER TEMPLATE_DATADIR
   log "$server: getRepo x3 ($REPO_RECORDS records)"
   r=$(timeout 900 "${CLIENT[@]}" get-repo "$url" "$DID" 3) || die "$server: getRepo failed"
   metric "$server" get_repo "$r"
+  log "$server: uploadBlob x$BLOB_UPLOADS (1 MiB each, sequential)"
+  r=$(timeout 600 "${CLIENT[@]}" upload-blobs "$url" "$TOKEN" "$BLOB_UPLOADS" 1048576) ||
+    die "$server: uploadBlob failed"
+  metric "$server" upload_blobs "$r"
   metric "$server" repo_dir_bytes "$(du -sb "$data" | cut -f1)"
   if ((FIREHOSE_OK)); then
     for n in 1 10; do

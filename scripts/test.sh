@@ -13,7 +13,9 @@
 #     through the sign-in and consent pages in headless Chromium, and the
 #     protocol's negative cases (screenshots in target/oauth-screenshots);
 #  5. tests/frontdoor/run.sh: slowloris / slow body / slow read with
-#     slowhttptest, and a testssl review of the HTTPS listener.
+#     slowhttptest, and a testssl review of the HTTPS listener;
+#  6. the benchmarks (benches/) in their quick mode on the test build, only to see
+#     that they still run (figures come from `cargo bench` and scripts/bench.sh).
 # Needs Rust and Node.js 20+ with npm (Node 22 and the reference PDS come from
 # scripts/bench/install.sh), Debian's chromium for the OAuth pages; the ACME tests need Debian's pebble and
 # the front-door checks slowhttptest, testssl.sh, curl, jq (skipped with a
@@ -22,6 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 cargo test --locked "$@"
+BENCH_QUICK=1 BENCH_N=2000 cargo test --locked --benches -q >/dev/null
 cargo build --locked
 PERCH_BIN="$PWD/target/debug/perch" bash tests/client/run.sh
 PERCH_BIN="$PWD/target/debug/perch" bash tests/migrate/run.sh

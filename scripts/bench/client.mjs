@@ -12,9 +12,10 @@
 //   node client.mjs rkeys URL DID TOKEN N OUTFILE           -> {"rkeys","created"}
 //   node client.mjs cold-start URL TIMEOUT_S LOGFILE -- CMD [ARGS...]  -> {"ms"}
 //   node client.mjs fsync-rate DIR SECONDS                  -> {"fsyncs_per_sec", ...}
-//   node client.mjs rss PID                                 -> {"rss_kib","hwm_kib","threads","cpu_ms"}
+//   node client.mjs rss PID                                 -> {"rss_kib","anon_kib","hwm_kib","threads","cpu_ms"}
 //   node client.mjs fill URL DID TOKEN N                    -> {"created","calls","seconds"}
-//   node client.mjs get-repo URL DID RUNS                   -> {"bytes","blocks","ms_runs","ms","mb_per_s"}
+//   node client.mjs get-repo URL DID RUNS                   -> {"bytes","blocks","ms_runs","ms","ttfb_ms","mb_per_s"}
+//   node client.mjs upload-blobs URL TOKEN N BYTES          -> {"uploads","bytes","seconds","mib_per_s"}
 import { spawn } from 'node:child_process'
 import { closeSync, fsyncSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import net from 'node:net'
@@ -247,7 +248,9 @@ const commands = {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     const cpuMs = ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
-    out({ rss_kib: kib('VmRSS'), hwm_kib: kib('VmHWM'), threads, cpu_ms: cpuMs })
+    // RssAnon: the process's own memory; the rest of VmRSS is mapped files (the binary's
+    // code, shared and reclaimable).
+    out({ rss_kib: kib('VmRSS'), anon_kib: kib('RssAnon'), hwm_kib: kib('VmHWM'), threads, cpu_ms: cpuMs })
   },
 }
 
@@ -286,13 +289,30 @@ commands['get-repo'] = async (base, did, runs) => {
   const url = new URL('/xrpc/com.atproto.sync.getRepo', base)
   url.searchParams.set('did', did)
   const msRuns = []
+  const ttfbRuns = []
   let bytes = null
   let blocks = null
   let contentType = null
   for (let i = 0; i < Number(runs); i++) {
     const t0 = process.hrtime.bigint()
     const res = await fetch(url, { signal: AbortSignal.timeout(300_000) })
-    const buf = new Uint8Array(await res.arrayBuffer())
+    // Read as it streams: the time to the first bytes, then the whole body.
+    const reader = res.body.getReader()
+    const chunks = []
+    let total = 0
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      if (!chunks.length) ttfbRuns.push(Number(process.hrtime.bigint() - t0) / 1e6)
+      chunks.push(value)
+      total += value.length
+    }
+    const buf = new Uint8Array(total)
+    let at = 0
+    for (const c of chunks) {
+      buf.set(c, at)
+      at += c.length
+    }
     const ms = Number(process.hrtime.bigint() - t0) / 1e6
     if (res.status !== 200) die(`getRepo: ${res.status} ${Buffer.from(buf.slice(0, 300)).toString()}`)
     msRuns.push(ms)
@@ -316,9 +336,37 @@ commands['get-repo'] = async (base, did, runs) => {
     if (pos !== buf.length) die(`getRepo: the CAR does not parse (section ends at ${pos} of ${buf.length})`)
     blocks = sections - 1 // the first section is the CAR header
   }
-  const s = [...msRuns].sort((a, b) => a - b)
-  const ms = s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-  out({ bytes, blocks, content_type: contentType, ms_runs: msRuns, ms, mb_per_s: bytes / 1e6 / (ms / 1000) })
+  const median = (v) => {
+    const s = [...v].sort((a, b) => a - b)
+    return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+  }
+  const ms = median(msRuns)
+  out({ bytes, blocks, content_type: contentType, ms_runs: msRuns, ms, ttfb_ms: median(ttfbRuns), mb_per_s: bytes / 1e6 / (ms / 1000) })
+}
+
+// N sequential uploadBlobs of BYTES each, every one different (its first bytes are its
+// number), so each is hashed and written anew.
+commands['upload-blobs'] = async (base, token, n, size) => {
+  n = Number(n)
+  size = Number(size)
+  const url = new URL('/xrpc/com.atproto.repo.uploadBlob', base)
+  const data = Buffer.alloc(size)
+  for (let i = 0; i < size; i++) data[i] = (i * 31 + 7) & 0xff
+  const t0 = process.hrtime.bigint()
+  for (let i = 0; i < n; i++) {
+    data.writeUInt32BE(i, 0)
+    data.writeUInt32BE(process.pid, 4)
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
+      body: data,
+      signal: AbortSignal.timeout(120_000),
+    })
+    const text = await res.text()
+    if (res.status !== 200) die(`uploadBlob ${i}: ${res.status} ${text.slice(0, 300)}`)
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  out({ uploads: n, bytes: n * size, seconds, mib_per_s: (n * size) / 1048576 / seconds })
 }
 
 const [name, ...rest] = process.argv.slice(2)
