@@ -9,7 +9,6 @@
 
 pub mod account;
 pub mod blobs;
-pub mod checkpoint;
 mod db;
 pub mod oauth;
 pub mod passkeys;
@@ -151,17 +150,10 @@ impl Store {
         &self.path
     }
 
-    /// A new read-write connection, for the single writer (and the checkpointer). It
-    /// checkpoints by itself only when the WAL has grown far past SQLite's usual 1,000
-    /// pages: `checkpoint` does it off the writer's thread.
+    /// A new read-write connection, for the single writer.
     pub fn open_writer(&self) -> Result<Db, StoreError> {
         let conn = Connection::open(&self.path)?;
         configure(&conn)?;
-        conn.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            checkpoint::WRITER_FALLBACK_PAGES,
-        )?;
         Ok(Db::new(conn))
     }
 

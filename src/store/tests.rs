@@ -221,40 +221,6 @@ fn record_pages_read_in_index_order_and_compile_once() {
 }
 
 #[test]
-fn commits_reach_the_database_file_through_the_checkpoint_thread() {
-    let (dir, store) = temp_store();
-    let w = store.open_writer().unwrap();
-    let file = dir.path().join("perch.sqlite");
-    let size = || std::fs::metadata(&file).unwrap().len();
-    w.begin_write().unwrap();
-    for i in 0..400u32 {
-        let b = vec![(i % 251) as u8; 1000];
-        repo::put_block(
-            &w,
-            &cid::for_raw(&[&i.to_be_bytes()[..], &b].concat()),
-            "r",
-            &b,
-        )
-        .unwrap();
-    }
-    w.commit().unwrap();
-    // Far below the writer's own threshold: the pages sit in the WAL.
-    let before = size();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let checkpoints = checkpoint::Checkpointer::spawn(&store, move |e| {
-        let _ = tx.send(e.to_string());
-    })
-    .unwrap();
-    checkpoints.nudge();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while size() < before + 300_000 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(size() >= before + 300_000, "{before} -> {}", size());
-    assert!(rx.try_recv().is_err(), "a checkpoint failed");
-}
-
-#[test]
 fn seq_never_reused_after_trimming() {
     let (_dir, store) = temp_store();
     let w = store.open_writer().unwrap();

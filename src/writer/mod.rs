@@ -19,7 +19,6 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::firehose::recent::Recent;
-use crate::store::checkpoint::Checkpointer;
 
 pub use apply::{CommitOutcome, MAX_OPS, OpResult, RepoWrite, WriteOp};
 
@@ -130,11 +129,6 @@ impl Writer {
         let (tx, rx) = mpsc::channel(1024);
         let health = Arc::new(StorageHealth::default());
         let sick = Arc::clone(&health);
-        let checkpoint_health = Arc::clone(&health);
-        let checkpoints = Checkpointer::spawn(store, move |e| {
-            tracing::warn!("WAL checkpoint failed: {e}");
-            storage_failed(&checkpoint_health, &e);
-        })?;
         let recent = Arc::new(Recent::default());
         let announce = Announce {
             seq: seq_tx,
@@ -143,17 +137,7 @@ impl Writer {
         };
         std::thread::Builder::new()
             .name("perch-writer".into())
-            .spawn(move || {
-                run(
-                    conn,
-                    state,
-                    rx,
-                    &on_orphaned_blobs,
-                    announce,
-                    &sick,
-                    &checkpoints,
-                )
-            })
+            .spawn(move || run(conn, state, rx, &on_orphaned_blobs, announce, &sick))
             .map_err(|_| StoreError::Join)?;
         Ok(Writer {
             tx,
@@ -239,7 +223,6 @@ fn run(
     on_orphaned_blobs: &dyn Fn(Vec<String>),
     mut announce: Announce,
     health: &StorageHealth,
-    checkpoints: &Checkpointer,
 ) {
     let mut clock = crate::tid::TidClock::new(clock_id());
     let cache = crate::repo::cache::BlockCache::new(BLOCK_CACHE_BYTES);
@@ -263,7 +246,6 @@ fn run(
             continue;
         }
         let orphaned = run_group(&conn, &mut state, &mut clock, &cache, jobs, health);
-        checkpoints.nudge();
         // An imported repo may carry a rev from a clock ahead of ours.
         if let Some(s) = &state
             && let Ok(t) = Tid::parse(&s.root.rev)
