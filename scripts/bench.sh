@@ -23,7 +23,9 @@
 #                  applyWrites (200 creates per call), then GET
 #                  com.atproto.sync.getRepo fully read (median of 3): ms, time
 #                  to the first bytes, MB/s
-#   uploadBlob     then 20 different 1 MiB blobs uploaded one after another: MiB/s
+#   uploadBlob     then wrk, 1 connection, 3 s of 1 MiB uploads, each body
+#                  different (so none is a duplicate): MiB/s. wrk, not Node:
+#                  a Node client spends ~4 ms of its own per 1 MiB request
 #   firehose       on the same server afterwards: 1 and then 10 live
 #                  subscribeRepos subscribers, 300 sequential createRecords;
 #                  latency from sending each createRecord to each subscriber
@@ -53,7 +55,8 @@
 #   BENCH_RKEYS          records the getRecord phase picks from (1000)
 #   BENCH_REPO_RECORDS   records in the getRepo repo (10000)
 #   BENCH_FIREHOSE_WRITES  createRecords per firehose phase (300)
-#   BENCH_BLOB_UPLOADS   1 MiB uploadBlobs in the blob phase (20)
+#   BENCH_BLOB_SECONDS   seconds of the uploadBlob phase (3)
+#   BENCH_BLOB_BYTES     bytes per uploadBlob (1048576)
 #   BENCH_OUT            JSON output file (bench-results.json at the repo root)
 #   BENCH_TMPDIR         where the data dirs go (/tmp); the fsync figures are
 #                        for that filesystem
@@ -74,7 +77,8 @@ COLD_RUNS=${BENCH_COLD_RUNS:-5}
 NRKEYS=${BENCH_RKEYS:-1000}
 REPO_RECORDS=${BENCH_REPO_RECORDS:-10000}
 FIREHOSE_WRITES=${BENCH_FIREHOSE_WRITES:-300}
-BLOB_UPLOADS=${BENCH_BLOB_UPLOADS:-20}
+BLOB_SECONDS=${BENCH_BLOB_SECONDS:-3}
+BLOB_BYTES=${BENCH_BLOB_BYTES:-1048576}
 OUT=${BENCH_OUT:-$ROOT/bench-results.json}
 PERCH_BIN=${PERCH_BIN:-$ROOT/target/release/perch}
 
@@ -290,12 +294,14 @@ rss() { # rss SERVER PREFIX: PREFIX_{rss_kib,hwm_kib,threads,cpu_ms}
   metric "$1" "$2_cpu_ms" "$(jget "$r" cpu_ms)"
 }
 
-run_wrk() { # run_wrk SERVER PHASE MODE THREADS CONNS
-  local server=$1 phase=$2 mode=$3 threads=$4 conns=$5 txt="$RES/wrk-$1-$2.txt" line
-  log "$server: $phase (wrk -t$threads -c$conns -d${DURATION}s)"
+run_wrk() { # run_wrk SERVER PHASE MODE THREADS CONNS [SECONDS]
+  local server=$1 phase=$2 mode=$3 threads=$4 conns=$5 secs=${6:-$DURATION}
+  local txt="$RES/wrk-$1-$2.txt" line
+  log "$server: $phase (wrk -t$threads -c$conns -d${secs}s)"
   rss "$server" "before_$phase"
   BENCH_MODE=$mode BENCH_DID=$DID BENCH_TOKEN=$TOKEN BENCH_RKEYS="$RES/rkeys-$server" \
-    timeout $((DURATION + 60)) wrk -t"$threads" -c"$conns" -d"${DURATION}s" --timeout 10s \
+    BENCH_BLOB_BYTES=$BLOB_BYTES \
+    timeout $((secs + 60)) wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 10s \
     --latency -s "$HERE/load.lua" "$(server_url "$server")" >"$txt" 2>&1 ||
     die "wrk failed for $server $phase: $(tail -n 5 "$txt")"
   line=$(grep '^BENCH_RESULT ' "$txt" | head -n 1 | cut -d' ' -f2-)
@@ -383,11 +389,9 @@ bench_server() { # bench_server SERVER TEMPLATE_DATADIR
   log "$server: getRepo x3 ($REPO_RECORDS records)"
   r=$(timeout 900 "${CLIENT[@]}" get-repo "$url" "$DID" 3) || die "$server: getRepo failed"
   metric "$server" get_repo "$r"
-  log "$server: uploadBlob x$BLOB_UPLOADS (1 MiB each, sequential)"
-  r=$(timeout 600 "${CLIENT[@]}" upload-blobs "$url" "$TOKEN" "$BLOB_UPLOADS" 1048576) ||
-    die "$server: uploadBlob failed"
-  metric "$server" upload_blobs "$r"
   metric "$server" repo_dir_bytes "$(du -sb "$data" | cut -f1)"
+  metric "$server" upload_blob_bytes "$BLOB_BYTES"
+  run_wrk "$server" upload_blob upload 1 1 "$BLOB_SECONDS"
   if ((FIREHOSE_OK)); then
     for n in 1 10; do
       log "$server: firehose, $n subscriber(s), $FIREHOSE_WRITES sequential createRecords"

@@ -15,7 +15,6 @@
 //   node client.mjs rss PID                                 -> {"rss_kib","anon_kib","hwm_kib","threads","cpu_ms"}
 //   node client.mjs fill URL DID TOKEN N                    -> {"created","calls","seconds"}
 //   node client.mjs get-repo URL DID RUNS                   -> {"bytes","blocks","ms_runs","ms","ttfb_ms","mb_per_s"}
-//   node client.mjs upload-blobs URL TOKEN N BYTES          -> {"uploads","bytes","seconds","mib_per_s"}
 import { spawn } from 'node:child_process'
 import { closeSync, fsyncSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import net from 'node:net'
@@ -342,31 +341,6 @@ commands['get-repo'] = async (base, did, runs) => {
   }
   const ms = median(msRuns)
   out({ bytes, blocks, content_type: contentType, ms_runs: msRuns, ms, ttfb_ms: median(ttfbRuns), mb_per_s: bytes / 1e6 / (ms / 1000) })
-}
-
-// N sequential uploadBlobs of BYTES each, every one different (its first bytes are its
-// number), so each is hashed and written anew.
-commands['upload-blobs'] = async (base, token, n, size) => {
-  n = Number(n)
-  size = Number(size)
-  const url = new URL('/xrpc/com.atproto.repo.uploadBlob', base)
-  const data = Buffer.alloc(size)
-  for (let i = 0; i < size; i++) data[i] = (i * 31 + 7) & 0xff
-  const t0 = process.hrtime.bigint()
-  for (let i = 0; i < n; i++) {
-    data.writeUInt32BE(i, 0)
-    data.writeUInt32BE(process.pid, 4)
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
-      body: data,
-      signal: AbortSignal.timeout(120_000),
-    })
-    const text = await res.text()
-    if (res.status !== 200) die(`uploadBlob ${i}: ${res.status} ${text.slice(0, 300)}`)
-  }
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
-  out({ uploads: n, bytes: n * size, seconds, mib_per_s: (n * size) / 1048576 / seconds })
 }
 
 const [name, ...rest] = process.argv.slice(2)

@@ -1,8 +1,11 @@
 -- wrk script for scripts/bench.sh. The mode and the request data come from
 -- the environment:
---   BENCH_MODE   create | get | list
+--   BENCH_MODE   create | get | list | upload
 --   BENCH_DID    the account's DID
---   BENCH_TOKEN  an access JWT (create)
+--   BENCH_TOKEN  an access JWT (create, upload)
+--   BENCH_BLOB_BYTES  the size of each uploadBlob body (upload; 1 MiB); every
+--                body differs from the others in its first bytes, so no
+--                upload is a duplicate the server already has
 --   BENCH_RKEYS  a file of rkeys, one a line (get)
 -- done() prints one line "BENCH_RESULT {json}" with the request count,
 -- duration, latency percentiles (ms), socket errors and a count of each HTTP
@@ -12,6 +15,8 @@ local mode = os.getenv("BENCH_MODE") or "list"
 local did = os.getenv("BENCH_DID") or ""
 local token = os.getenv("BENCH_TOKEN") or ""
 local collection = "app.bsky.feed.post"
+local blob_bytes = tonumber(os.getenv("BENCH_BLOB_BYTES") or "1048576")
+local blob_tail = nil
 
 local function urlencode(s)
   return (s:gsub("[^%w%-%._~]", function(c)
@@ -51,6 +56,13 @@ function init(args)
   if mode == "create" then
     headers["Content-Type"] = "application/json"
     headers["Authorization"] = "Bearer " .. token
+  elseif mode == "upload" then
+    headers["Content-Type"] = "application/octet-stream"
+    headers["Authorization"] = "Bearer " .. token
+    local pattern = {}
+    for i = 1, 256 do pattern[i] = string.char((i * 31 + 7) % 256) end
+    local block = table.concat(pattern)
+    blob_tail = string.sub(string.rep(block, math.ceil(blob_bytes / 256)), 33, blob_bytes)
   elseif mode == "get" then
     local file = assert(io.open(os.getenv("BENCH_RKEYS"), "r"))
     for line in file:lines() do
@@ -74,6 +86,10 @@ function request()
       .. '","record":{"$type":"' .. collection .. '","text":"wrk ' .. tostring(id)
       .. ' ' .. tostring(n) .. '","createdAt":"2026-01-01T00:00:00.000Z"}}'
     return wrk.format("POST", "/xrpc/com.atproto.repo.createRecord", headers, body)
+  elseif mode == "upload" then
+    -- 32 bytes that no other request of this run or an earlier one has
+    local head = string.format("%-32s", string.format("%d %d %d", id or 1, n, os.time()))
+    return wrk.format("POST", "/xrpc/com.atproto.repo.uploadBlob", headers, head .. blob_tail)
   elseif mode == "get" then
     return wrk.format("GET", paths[math.random(#paths)])
   else

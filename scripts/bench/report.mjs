@@ -93,7 +93,9 @@ function derive(r) {
   d.get_repo_ms = r.get_repo?.ms ?? null
   d.get_repo_mb_per_s = r.get_repo?.mb_per_s ?? null
   d.get_repo_ttfb_ms = r.get_repo?.ttfb_ms ?? null
-  d.upload_blob_mib_per_s = r.upload_blobs?.mib_per_s ?? null
+  const blobRps = wrk('upload_blob', 'ok_rps')
+  d.upload_blob_mib_per_s = blobRps == null ? null : (blobRps * (r.upload_blob_bytes ?? 1048576)) / 1048576
+  d.upload_blob_p99_ms = wrk('upload_blob', 'p99_ms')
   d.get_repo_mb = typeof r.get_repo?.bytes === 'number' ? r.get_repo.bytes / 1e6 : null
   d.get_repo_blocks = r.get_repo?.blocks ?? null
   d.repo_fill_records_per_s = r.repo_fill?.seconds > 0 ? r.repo_fill.created / r.repo_fill.seconds : null

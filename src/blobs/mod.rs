@@ -22,12 +22,13 @@
 //!
 //! # Durability
 //!
-//! Uploads stream into `tmp/` (never buffered whole in memory) while the
-//! SHA-256 and size are computed; the temp file is `sync_all`ed and the `tmp/`
-//! directory fsynced before [`BlobStore::write_temp`] returns. Promoting a
-//! blob ([`BlobStore::make_permanent`]) is a `rename` into its final path
+//! Uploads stream into `tmp/` (never buffered whole in memory: [`WRITE_CHUNK`]s
+//! at a time) while the SHA-256 and size are computed on the same pass; the
+//! temp file is `sync_all`ed before [`BlobStore::write_temp`] returns. Promoting
+//! a blob ([`BlobStore::make_permanent`]) is a `rename` into its final path
 //! followed by an fsync of the fan-out directory so the rename itself survives
-//! a crash. Deleting fsyncs the directory too.
+//! a crash; an upload is acknowledged only after that, so the temp name itself
+//! is never synced. Deleting fsyncs the directory too.
 //!
 //! # Path safety
 //!
@@ -37,7 +38,8 @@
 //! with [`BlobError::BadTempKey`] / [`BlobError::BadCid`] before a path is
 //! built.
 
-use std::io;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -49,7 +51,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::cid::{self, Cid};
 
@@ -57,8 +59,11 @@ pub mod sniff;
 
 /// Name of the temp-upload subdirectory under the store root.
 const TMP_DIR: &str = "tmp";
-/// Chunk size for streaming reads ([`FileBody`]) and the upload write buffer.
+/// Chunk size for streaming reads ([`FileBody`]).
 pub const CHUNK_SIZE: usize = 64 * 1024;
+/// Upload bytes gathered before one blocking write: a 1 MiB upload costs four hand-offs
+/// to the blocking pool, and an upload holds at most two such buffers.
+const WRITE_CHUNK: usize = 256 * 1024;
 /// The spec's floor for how long an unreferenced upload must be kept.
 pub const MIN_TEMP_GRACE: Duration = Duration::from_secs(60 * 60);
 /// A recommended grace period for [`BlobStore::gc_temps`] ("several hours").
@@ -205,7 +210,7 @@ impl BlobStore {
                 actual: writer.size,
             });
         }
-        writer.finish(self).await
+        writer.finish().await
     }
 
     /// [`write_temp`](Self::write_temp) for bytes already in memory.
@@ -215,7 +220,7 @@ impl BlobStore {
         }
         let mut writer = TempWriter::create(self).await?;
         writer.push(data, limit).await?;
-        writer.finish(self).await
+        writer.finish().await
     }
 
     /// Rebuild a [`TempBlob`] handle from stored metadata (key, CID, size),
@@ -242,36 +247,9 @@ impl BlobStore {
     pub async fn make_permanent(&self, temp: &TempBlob) -> Result<PathBuf, BlobError> {
         let final_path = self.checked_path(&temp.cid)?;
         let temp_path = self.temp_path(&temp.temp_key)?;
-        let dir = final_path
-            .parent()
-            .ok_or_else(|| io::Error::other("blob path has no parent"))?
-            .to_path_buf();
-
-        if exists(&final_path).await? {
-            remove_if_present(&temp_path).await?;
-            // It may be there from an upload whose directory fsync failed.
-            fsync_dir(&dir).await?;
-            return Ok(final_path);
-        }
-        if !exists(&dir).await? {
-            create_dir_private(&dir).await?;
-            // make the new fan-out directory's entry in the root durable
-            fsync_dir(&self.root).await?;
-        }
-        match tokio::fs::rename(&temp_path, &final_path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // a concurrent/earlier call may have promoted it already
-                if exists(&final_path).await? {
-                    return Ok(final_path);
-                }
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
-        }
-        fsync_dir(&dir).await?;
-        fsync_dir(&self.tmp_dir()).await?;
-        Ok(final_path)
+        let root = self.root.clone();
+        // One trip to the blocking pool for the whole promotion, not one per call.
+        Ok(blocking(move || promote(&root, &temp_path, final_path)).await?)
     }
 
     /// Open a permanent blob for streaming: the file and its length, or
@@ -433,9 +411,18 @@ impl Drop for RemoveOnDrop {
 }
 
 /// An upload being written into `tmp/`.
+///
+/// Bytes gather in `buf` until [`WRITE_CHUNK`]; then one blocking task hashes and writes
+/// them while the next chunk arrives from the network. At most one such task runs; it owns
+/// the file and the hasher until it hands them back.
 struct TempWriter {
-    file: BufWriter<tokio::fs::File>,
-    hasher: Sha256,
+    /// The file and the hash so far, while no write is under way.
+    idle: Option<(std::fs::File, Sha256)>,
+    /// The write under way: it returns the file, the hash and its emptied buffer.
+    pending: Option<tokio::task::JoinHandle<io::Result<Chunked>>>,
+    buf: Vec<u8>,
+    /// The buffer of the last finished write, emptied, for the chunk after the next.
+    spare: Option<Vec<u8>>,
     size: u64,
     /// The first [`sniff::SNIFF_LEN`] bytes, for the media type.
     head: Vec<u8>,
@@ -443,18 +430,29 @@ struct TempWriter {
     guard: RemoveOnDrop,
 }
 
+type Chunked = (std::fs::File, Sha256, Vec<u8>);
+
 impl TempWriter {
     async fn create(store: &BlobStore) -> Result<Self, BlobError> {
         // 128 random bits: a collision is not a practical concern, but
         // create_new makes one an error rather than a shared file.
         let key = new_temp_key();
         let path = store.temp_path(&key)?;
-        let mut opts = tokio::fs::OpenOptions::new();
-        opts.write(true).create_new(true).mode(0o600);
-        let file = opts.open(&path).await?;
+        let open = path.clone();
+        let file = blocking(move || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(open)
+        })
+        .await?;
         Ok(Self {
-            file: BufWriter::with_capacity(CHUNK_SIZE, file),
-            hasher: Sha256::new(),
+            idle: Some((file, Sha256::new())),
+            pending: None,
+            // small uploads (most are) never reach a chunk's size
+            buf: Vec::new(),
+            spare: None,
             size: 0,
             head: Vec::new(),
             key,
@@ -467,21 +465,52 @@ impl TempWriter {
         if size > limit {
             return Err(BlobError::TooLarge { limit });
         }
-        self.hasher.update(data);
         let keep = sniff::SNIFF_LEN
             .saturating_sub(self.head.len())
             .min(data.len());
         self.head.extend_from_slice(&data[..keep]);
-        self.file.write_all(data).await?;
+        self.buf.extend_from_slice(data);
         self.size = size;
+        if self.buf.len() >= WRITE_CHUNK {
+            let (file, hasher) = self.settle().await?;
+            let next = self
+                .spare
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(WRITE_CHUNK + WRITE_CHUNK / 4));
+            let full = std::mem::replace(&mut self.buf, next);
+            self.pending = Some(tokio::task::spawn_blocking(move || {
+                write_chunk(file, hasher, full)
+            }));
+        }
         Ok(())
     }
 
-    async fn finish(mut self, store: &BlobStore) -> Result<TempBlob, BlobError> {
-        self.file.flush().await?;
-        self.file.get_mut().sync_all().await?;
-        fsync_dir(&store.tmp_dir()).await?;
-        let digest: [u8; 32] = self.hasher.finalize_reset().into();
+    /// Waits for the write under way, if any, and takes the file and the hash back.
+    async fn settle(&mut self) -> io::Result<(std::fs::File, Sha256)> {
+        if let Some(task) = self.pending.take() {
+            let (file, hasher, emptied) = task.await.map_err(io::Error::other)??;
+            // two buffers take turns: no allocation per chunk
+            self.spare = Some(emptied);
+            return Ok((file, hasher));
+        }
+        self.idle
+            .take()
+            .ok_or_else(|| io::Error::other("upload file already closed"))
+    }
+
+    /// Writes what is left and syncs the file. Its name in `tmp/` is not synced: nothing
+    /// acknowledges an upload before [`BlobStore::make_permanent`] has renamed it and
+    /// synced the directory it went to.
+    async fn finish(mut self) -> Result<TempBlob, BlobError> {
+        let (file, hasher) = self.settle().await?;
+        let rest = std::mem::take(&mut self.buf);
+        let hasher = blocking(move || {
+            let (file, hasher, _) = write_chunk(file, hasher, rest)?;
+            file.sync_all()?;
+            Ok(hasher)
+        })
+        .await?;
+        let digest: [u8; 32] = hasher.finalize().into();
         let path = self.guard.0.take().unwrap_or_default();
         Ok(TempBlob {
             cid: cid::from_sha256(cid::RAW, &digest),
@@ -491,6 +520,26 @@ impl TempWriter {
             path,
         })
     }
+}
+
+fn write_chunk(
+    mut file: std::fs::File,
+    mut hasher: Sha256,
+    mut buf: Vec<u8>,
+) -> io::Result<Chunked> {
+    hasher.update(&buf);
+    file.write_all(&buf)?;
+    buf.clear();
+    Ok((file, hasher, buf))
+}
+
+/// Runs file system work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
 }
 
 /// A response body that streams a file in [`CHUNK_SIZE`] frames, so serving
@@ -567,6 +616,46 @@ impl Body for FileBody {
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
     }
+}
+
+/// [`BlobStore::make_permanent`]'s file system steps, on a blocking thread.
+fn promote(root: &Path, temp_path: &Path, final_path: PathBuf) -> io::Result<PathBuf> {
+    let dir = final_path
+        .parent()
+        .ok_or_else(|| io::Error::other("blob path has no parent"))?;
+    if final_path.try_exists()? {
+        match std::fs::remove_file(temp_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        // It may be there from an upload whose directory fsync failed.
+        sync_dir(dir)?;
+        return Ok(final_path);
+    }
+    if !dir.try_exists()? {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        // make the new fan-out directory's entry in the root durable
+        sync_dir(root)?;
+    }
+    match std::fs::rename(temp_path, &final_path) {
+        Ok(()) => {}
+        // a concurrent/earlier call may have promoted it already
+        Err(e) if e.kind() == io::ErrorKind::NotFound && final_path.try_exists()? => {
+            return Ok(final_path);
+        }
+        Err(e) => return Err(e),
+    }
+    // The new name is what must survive a crash; a temp name that outlives the rename
+    // is an unreferenced file that `gc_temps` removes.
+    sync_dir(dir)?;
+    Ok(final_path)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 async fn create_dir_private(dir: &Path) -> io::Result<()> {

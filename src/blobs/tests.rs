@@ -87,6 +87,50 @@ async fn the_type_is_read_from_the_first_bytes_across_frames() {
     assert_eq!(t.sniffed, None);
 }
 
+/// Uploads longer than one write chunk go to the file in several writes, one of them under
+/// way while the next chunk gathers: every split must leave the same bytes and hash.
+#[tokio::test]
+async fn uploads_over_many_write_chunks_keep_every_byte() {
+    let (_d, store) = store().await;
+    for (len, frame) in [
+        (WRITE_CHUNK * 3 + 17, 7_000),
+        (WRITE_CHUNK * 2, 65_536),
+        (WRITE_CHUNK * 2 + 1, WRITE_CHUNK * 2 + 1),
+        (WRITE_CHUNK - 1, 1_000),
+        (WRITE_CHUNK * 5 / 2, WRITE_CHUNK + 3),
+    ] {
+        let data = pattern(len);
+        let t = store
+            .write_temp(chunked(&data, frame), Some(len as u64), LIMIT)
+            .await
+            .unwrap();
+        assert_eq!(t.cid, cid::for_raw(&data), "{len} in frames of {frame}");
+        assert_eq!(t.size, len as u64);
+        assert_eq!(
+            std::fs::read(t.path()).unwrap(),
+            data,
+            "{len} in frames of {frame}"
+        );
+    }
+}
+
+/// A body that passes the limit after a chunk went to the file still leaves no temp file.
+#[tokio::test]
+async fn over_limit_after_a_written_chunk_removes_temp() {
+    let (_d, store) = store().await;
+    let data = pattern(WRITE_CHUNK * 3);
+    let limit = WRITE_CHUNK as u64 * 2;
+    let err = store
+        .write_temp(chunked(&data, 10_000), None, limit)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BlobError::TooLarge { limit: l } if l == limit),
+        "{err:?}"
+    );
+    assert_eq!(temp_count(&store), 0);
+}
+
 #[tokio::test]
 async fn over_limit_aborts_and_removes_temp() {
     let (_d, store) = store().await;
