@@ -11,7 +11,7 @@
 # What it measures, for each server, on a fresh data dir holding one account:
 #   cold start     exec to the first 200 on /xrpc/_health, polled every 1 ms
 #                  (median of 5, each on a fresh copy of the data dir)
-#   idle RSS       VmRSS after start and one login
+#   idle RSS       VmRSS after start and one login, 3 s later
 #   createRecord/s wrk, 1 connection (sequential) and 8 connections (writers)
 #   getRecord/s    wrk, 8 connections, random rkeys out of 1000 records
 #   listRecords/s  wrk, 8 connections, limit=50
@@ -338,7 +338,11 @@ bench_server() { # bench_server SERVER TEMPLATE_DATADIR
   cp -a "$template" "$data"
   start_server "$server" "$data" "$WORK/$server-main.log"
   login "$server"
-  sleep 1
+  # Idle means after the login's memory went back: perch's password hasher frees its
+  # 19 MiB 0.5 s after the last hash, and mimalloc (the static builds' allocator)
+  # returns freed memory to the OS 1 s after that. The login's peak is "peak RSS
+  # start + login".
+  sleep 3
   rss "$server" idle
   local reset=false
   if echo 5 >"/proc/$SERVER_PID/clear_refs" 2>/dev/null; then reset=true; fi
