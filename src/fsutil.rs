@@ -36,6 +36,16 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::File::open(path)?.sync_all()
 }
 
+/// Make a directory's entries (new files, renames) durable. Filesystems
+/// that cannot fsync a directory (some FUSE and FAT drivers) say
+/// `InvalidInput`; their entries are as durable as they get.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    match fs::File::open(path)?.sync_all() {
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+        r => r,
+    }
+}
+
 /// Creates `dir` (and parents) and makes it private (0700).
 pub fn private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;

@@ -96,15 +96,7 @@ pub fn private_dir_all(path: &Path) -> io::Result<()> {
         .create(path)
 }
 
-/// Make a directory's entries (new files, renames) durable. Filesystems
-/// that cannot fsync a directory (some FUSE and FAT drivers) say
-/// `InvalidInput`; their entries are as durable as they get.
-pub fn sync_dir(path: &Path) -> io::Result<()> {
-    match File::open(path)?.sync_all() {
-        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
-        r => r,
-    }
-}
+pub use crate::fsutil::sync_dir;
 
 /// Write a new small file (mode 0600) and fsync it.
 pub fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {

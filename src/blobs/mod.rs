@@ -39,7 +39,7 @@
 //! built.
 
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -54,6 +54,7 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::cid::{self, Cid};
+use crate::fsutil::sync_dir;
 
 pub mod sniff;
 
@@ -633,10 +634,7 @@ fn promote(root: &Path, temp_path: &Path, final_path: PathBuf) -> io::Result<Pat
         return Ok(final_path);
     }
     if !dir.try_exists()? {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        crate::fsutil::private_dir(dir)?;
         // make the new fan-out directory's entry in the root durable
         sync_dir(root)?;
     }
@@ -654,10 +652,6 @@ fn promote(root: &Path, temp_path: &Path, final_path: PathBuf) -> io::Result<Pat
     Ok(final_path)
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
 async fn create_dir_private(dir: &Path) -> io::Result<()> {
     let mut builder = tokio::fs::DirBuilder::new();
     builder.recursive(true).mode(0o700);
@@ -665,7 +659,8 @@ async fn create_dir_private(dir: &Path) -> io::Result<()> {
 }
 
 async fn fsync_dir(dir: &Path) -> io::Result<()> {
-    tokio::fs::File::open(dir).await?.sync_all().await
+    let dir = dir.to_owned();
+    blocking(move || sync_dir(&dir)).await
 }
 
 async fn exists(path: &Path) -> io::Result<bool> {

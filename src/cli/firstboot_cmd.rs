@@ -50,7 +50,7 @@ pub fn main(args: FirstbootArgs, global: &GlobalArgs) -> ExitCode {
             let moved =
                 crate::fsutil::write_private(&args.boot_dir.join(APPLIED_FILE), kept.as_bytes())
                     .and_then(|()| std::fs::remove_file(&file))
-                    .and_then(|()| sync_dir(&args.boot_dir));
+                    .and_then(|()| crate::fsutil::sync_dir(&args.boot_dir));
             match moved {
                 Ok(()) => (report, ExitCode::SUCCESS),
                 Err(e) => (
@@ -84,10 +84,6 @@ pub fn main(args: FirstbootArgs, global: &GlobalArgs) -> ExitCode {
 
 fn now_ms() -> i64 {
     crate::clock::unix_millis()
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Applies what the file asks for; returns the report for the owner, None when the file

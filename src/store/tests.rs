@@ -201,12 +201,30 @@ fn record_pages_read_in_index_order_and_compile_once() {
         assert!(plan.contains("PRIMARY KEY"), "{sql}: {plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
     }
-    for limit in [1, 2, 3] {
+    // Every page is the first `limit` keys past the cursor in the asked order.
+    for limit in [1, 2, 3, 5] {
         for reverse in [false, true] {
             for cursor in [None, Some("b")] {
+                let mut keys = vec!["a", "b", "c", "d"];
+                if !reverse {
+                    keys.reverse();
+                }
+                let want: Vec<&str> = keys
+                    .into_iter()
+                    .filter(|k| match cursor {
+                        Some(c) if reverse => *k > c,
+                        Some(c) => *k < c,
+                        None => true,
+                    })
+                    .take(limit as usize)
+                    .collect();
                 let page =
                     repo::list_records(&w, "app.bsky.feed.post", cursor, limit, reverse).unwrap();
-                assert!(page.len() <= limit as usize);
+                let got: Vec<&str> = page.iter().map(|(k, _)| k.as_str()).collect();
+                assert_eq!(
+                    got, want,
+                    "limit {limit} reverse {reverse} cursor {cursor:?}"
+                );
             }
         }
     }
