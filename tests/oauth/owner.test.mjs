@@ -313,7 +313,8 @@ test('a passkey made on the page signs in to it, once per challenge', async () =
   let callback
   const intercept = (r) => {
     if (r.url().startsWith('http://127.0.0.1:4002/')) {
-      callback = r.url()
+      // The navigation only: the "done" page's favicon request goes to the same host.
+      if (callback === undefined && r.isNavigationRequest()) callback = r.url()
       r.respond({ status: 200, contentType: 'text/plain', body: 'done' })
     } else {
       r.continue()
