@@ -14,3 +14,28 @@ export async function launchBrowser() {
     args: ['--no-sandbox', '--disable-gpu'],
   })
 }
+
+/** Answers, here, everything `page` asks of an app at `origin` (so nothing needs to listen
+ * there). Returns `sentBack()`, the first URL the page was navigated to at that origin (the
+ * OAuth redirect; only navigations count, since the "done" page's favicon request goes to
+ * the same origin), and `stop()`, which hands the page's requests back to the network. */
+export async function answerCallbacks(page, origin) {
+  await page.setRequestInterception(true)
+  let callback
+  const intercept = (req) => {
+    if (req.url().startsWith(`${origin}/`)) {
+      if (callback === undefined && req.isNavigationRequest()) callback = req.url()
+      req.respond({ status: 200, contentType: 'text/plain', body: 'done' })
+    } else {
+      req.continue()
+    }
+  }
+  page.on('request', intercept)
+  return {
+    sentBack: () => callback,
+    stop: async () => {
+      page.off('request', intercept)
+      await page.setRequestInterception(false)
+    },
+  }
+}

@@ -7,11 +7,12 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { Agent } from '@atproto/api'
 import { NodeOAuthClient } from '@atproto/oauth-client-node'
-import { SHOTS, launchBrowser } from './browser.mjs'
+import { SHOTS, answerCallbacks, launchBrowser } from './browser.mjs'
 import { RawClient, env } from './raw.mjs'
 import crypto from 'node:crypto'
 
-const REDIRECT = 'http://127.0.0.1:4000/callback'
+const APP = 'http://127.0.0.1:4000'
+const REDIRECT = `${APP}/callback`
 
 let browser
 before(async () => {
@@ -63,30 +64,13 @@ function client(scope) {
  * server redirected the browser to (answered here, never reaching a real server). */
 async function inBrowser(url, steps) {
   const page = await browser.newPage()
-  const sentBack = await answerCallbacks(page)
+  const { sentBack } = await answerCallbacks(page, APP)
   await page.goto(url, { waitUntil: 'networkidle0' })
   await steps(page)
   await page.close()
   const callback = sentBack()
   assert.ok(callback, 'the browser was sent back to the app')
   return new URL(callback)
-}
-
-/** Answers everything the page asks of the app's host (127.0.0.1:4000) here; returns a
- * getter for the first URL the page was navigated to there. Only navigations count: the
- * "done" page's own favicon request goes to the same host and must not replace it. */
-async function answerCallbacks(page) {
-  await page.setRequestInterception(true)
-  let callback
-  page.on('request', (req) => {
-    if (req.url().startsWith('http://127.0.0.1:4000/')) {
-      if (callback === undefined && req.isNavigationRequest()) callback = req.url()
-      req.respond({ status: 200, contentType: 'text/plain', body: 'done' })
-    } else {
-      req.continue()
-    }
-  })
-  return () => callback
 }
 
 test('sign in with the official client in a real browser, then use the session', async () => {
@@ -116,7 +100,7 @@ test('sign in with the official client in a real browser, then use the session',
     assert.ok(items.length >= 1, 'the permissions are listed')
     await page.screenshot({ path: `${SHOTS}/consent.png`, fullPage: true })
     await Promise.all([
-      page.waitForRequest((r) => r.url().startsWith('http://127.0.0.1:4000/')),
+      page.waitForRequest((r) => r.url().startsWith(`${APP}/`)),
       page.click('button[value=allow]'),
     ])
   })
@@ -171,7 +155,7 @@ test('a second app signs in without the password (the browser stays signed in)',
     const { c } = client(scope)
     const url = await c.authorize(env.handle, { scope })
     const p = await context.newPage()
-    const sentBack = await answerCallbacks(p)
+    const { sentBack } = await answerCallbacks(p, APP)
     await p.goto(url.toString(), { waitUntil: 'networkidle0' })
     const hasPassword = (await p.$('#password')) !== null
     assert.equal(hasPassword, expectPassword)
@@ -181,7 +165,7 @@ test('a second app signs in without the password (the browser stays signed in)',
     }
     assert.equal(sentBack(), undefined, 'a new app is always asked about')
     await Promise.all([
-      p.waitForRequest((r) => r.url().startsWith('http://127.0.0.1:4000/')),
+      p.waitForRequest((r) => r.url().startsWith(`${APP}/`)),
       p.click('button[value=allow]'),
     ])
     await p.close()

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { AtpAgent } from '@atproto/api'
-import { SHOTS, launchBrowser } from './browser.mjs'
+import { SHOTS, answerCallbacks, launchBrowser } from './browser.mjs'
 import { RawClient, env, loopbackClientId } from './raw.mjs'
 
 const RELAY_IDLE = process.env.RELAY_IDLE
@@ -309,18 +309,7 @@ test('a passkey made on the page signs in to it, once per challenge', async () =
   const c = new RawClient({ clientId: loopbackClientId(redirect, scope), redirectUri: redirect, scope })
   const par = await c.par()
   assert.equal(par.status, 201, JSON.stringify(par.body))
-  await page.setRequestInterception(true)
-  let callback
-  const intercept = (r) => {
-    if (r.url().startsWith('http://127.0.0.1:4002/')) {
-      // The navigation only: the "done" page's favicon request goes to the same host.
-      if (callback === undefined && r.isNavigationRequest()) callback = r.url()
-      r.respond({ status: 200, contentType: 'text/plain', body: 'done' })
-    } else {
-      r.continue()
-    }
-  }
-  page.on('request', intercept)
+  const app = await answerCallbacks(page, new URL(redirect).origin)
   const authorize = `${env.url}/oauth/authorize?client_id=${encodeURIComponent(c.clientId)}&request_uri=${encodeURIComponent(par.body.request_uri)}`
   await page.goto(authorize, { waitUntil: 'networkidle0' })
   await page.waitForSelector('#passkey-sign-in:not([hidden])')
@@ -328,16 +317,15 @@ test('a passkey made on the page signs in to it, once per challenge', async () =
   await Promise.all([page.waitForNavigation(), page.click('#passkey-sign-in')])
   assert.match(await text(page, 'main'), /Allow .* to use your account\?/)
   await Promise.all([
-    page.waitForRequest((r) => r.url().startsWith('http://127.0.0.1:4002/')),
+    page.waitForRequest((r) => r.url().startsWith(redirect)),
     page.click('button[value=allow]'),
   ])
-  const q = new URL(callback).searchParams
+  const q = new URL(app.sentBack()).searchParams
   assert.equal(q.get('state'), c.state)
   const tokens = await c.exchange(q.get('code'))
   assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
   assert.equal(tokens.body.sub, env.did)
-  page.off('request', intercept)
-  await page.setRequestInterception(false)
+  await app.stop()
   await page.goto(`${env.url}/account`, { waitUntil: 'networkidle0' })
 
   // Removed (with the password), it signs in no more.
